@@ -1,0 +1,37 @@
+# `make train` and `make test` are the only commands a new user needs: both set up the
+# virtual environment on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch is installed first so lightning/kornia/torchmetrics do not pull a
+# multi-GB CUDA build. GPU users: `make install TORCH=torch` (or their CUDA wheel spec).
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install train test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(PY) -m medsr.quickstart
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/imresize.py
+	$(PY) benchmarks/data_throughput.py
+	$(PY) benchmarks/inference.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache
