@@ -26,8 +26,22 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def test_registry_lists_the_three_architectures():
-    assert list_models() == ["edsr", "rcan", "rrdbnet"]
+def test_registry_lists_the_architectures_and_baselines():
+    assert list_models() == ["bicubic", "bilinear", "edsr", "nearest", "rcan", "rrdbnet"]
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear", "bicubic"])
+def test_interpolation_baselines_are_parameter_free_upscalers(mode):
+    from medsr.ops import imresize
+
+    x = torch.rand(2, 3, 9, 7)
+    net = build_model(mode, 3)
+    assert net(x).shape == (2, 3, 27, 21) and not list(net.parameters())
+    assert net.medsr_spec == {"arch": mode, "scale": 3, "net": {}}
+    if mode == "bicubic":  # MATLAB's kernel, the one the benchmark LR images were made with
+        torch.testing.assert_close(net(x), imresize(x, 3))
+    if mode == "nearest":
+        torch.testing.assert_close(net(x)[..., ::3, ::3], x)
 
 
 @pytest.mark.parametrize(("arch", "scale"), [(a, s) for a, ss in SCALES.items() for s in ss])
@@ -125,7 +139,7 @@ def test_rrdbnet_init_is_kaiming_scaled_by_0_1():
 
 
 def test_unknown_model_names_setting_and_choices():
-    with pytest.raises(ConfigError, match=r"model='srcnn'.*edsr, rcan, rrdbnet"):
+    with pytest.raises(ConfigError, match=r"model='srcnn'.*bicubic, bilinear, edsr, nearest, rcan, rrdbnet"):
         build_model("srcnn", 2)
 
 
@@ -167,13 +181,13 @@ def test_bad_net_settings_are_config_errors(arch, kwargs, pattern):
 # --- discriminator -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", [128, 256])
-def test_discriminator_logits_shape(size):
+@pytest.mark.parametrize(("size", "stages", "last_ch"), [(32, 3, 32), (128, 5, 64), (256, 6, 64)])
+def test_discriminator_logits_shape(size, stages, last_ch):
     torch.manual_seed(0)
     d = VGGStyleDiscriminator(num_in_ch=3, num_feat=8, input_size=size)
     assert d(torch.rand(2, 3, size, size)).shape == (2, 1)
-    stages = 5 if size == 128 else 6
-    assert d.linear1.in_features == 8 * 8 * 4 * 4 and hasattr(d, f"conv{stages - 1}_1")
+    assert d.linear1.in_features == last_ch * 4 * 4 and hasattr(d, f"conv{stages - 1}_1")
+    assert not hasattr(d, f"conv{stages}_0")
 
 
 def test_discriminator_basicsr_layout_and_size():
@@ -201,8 +215,9 @@ def test_discriminator_wrong_patch_size_is_a_clear_error():
     d = VGGStyleDiscriminator(num_feat=8)
     with pytest.raises(ConfigError, match=r"128x128 HR patches but got 96x96"):
         d(torch.rand(1, 3, 96, 96))
-    with pytest.raises(ConfigError, match=r"input_size=192"):
-        VGGStyleDiscriminator(input_size=192)
+    for size in (192, 16):
+        with pytest.raises(ConfigError, match=rf"input_size={size}"):
+            VGGStyleDiscriminator(input_size=size)
 
 
 # --- VGG19 features --------------------------------------------------------------------------------
@@ -312,7 +327,7 @@ def test_vgg19_missing_file_names_file_location_setting_and_page(tmp_path, monke
     expected_path = tmp_path / "torch_home" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
     assert str(expected_path) in msg
     assert (
-        "model.perceptual_opt.vgg_weights=" in msg
+        "model.lit.perceptual_opt.vgg_weights=" in msg
         and "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth" in msg
     )
     assert not expected_path.exists()  # nothing downloaded

@@ -5,11 +5,11 @@ Key names follow BasicSR's ``VGGStyleDiscriminator``, so its ESRGAN discriminato
 
 from __future__ import annotations
 
+import math
+
 from torch import Tensor, nn
 
 from medsr.errors import ConfigError
-
-_SIZES = (128, 256)
 
 
 class VGGStyleDiscriminator(nn.Module):
@@ -17,25 +17,25 @@ class VGGStyleDiscriminator(nn.Module):
     linear 100 and linear 1 (a raw logit; the relativistic GAN loss applies the sigmoid).
 
     Each stage is a 3x3 stride-1 conv then a 4x4 stride-2 conv; channels 64, 128, 256, 512, 512.
-    128x128 patches use five stages (ESRGAN), 256x256 six.
+    128x128 patches use five stages (ESRGAN), 256x256 six; any power of two >= 32 works (small
+    patches for tests and quick runs get fewer stages, channels capped at ``8 * num_feat``).
 
     Args:
         num_in_ch: input channels.
         num_feat: channels of the first stage (doubled up to ``8 * num_feat``).
-        input_size: HR patch size the linear head is built for: 128 or 256.
+        input_size: HR patch size the linear head is built for (a power of two >= 32; ESRGAN: 128).
     """
 
     def __init__(self, num_in_ch: int = 3, num_feat: int = 64, input_size: int = 128) -> None:
         super().__init__()
-        if input_size not in _SIZES:
+        if not isinstance(input_size, int) or input_size < 32 or input_size & (input_size - 1):
             raise ConfigError(
-                f"discriminator input_size={input_size!r} is not supported; use 128 or 256"
+                f"discriminator input_size={input_size!r} is not supported; use a power of two "
+                ">= 32 (ESRGAN: 128)"
             )
         self.input_size = input_size
         # Stage k: in -> out (3x3, s1), out -> out (4x4, s2); the very first conv has a bias, no BN.
-        chans = [num_feat, num_feat * 2, num_feat * 4, num_feat * 8, num_feat * 8]
-        if input_size == 256:
-            chans.append(num_feat * 8)
+        chans = [min(num_feat * 2**k, num_feat * 8) for k in range(int(math.log2(input_size // 4)))]
         self.conv0_0 = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1, bias=True)
         self.conv0_1 = nn.Conv2d(num_feat, num_feat, 4, 2, 1, bias=False)
         self.bn0_1 = nn.BatchNorm2d(num_feat)
@@ -46,7 +46,7 @@ class VGGStyleDiscriminator(nn.Module):
             setattr(self, f"conv{k}_1", nn.Conv2d(c_out, c_out, 4, 2, 1, bias=False))
             setattr(self, f"bn{k}_1", nn.BatchNorm2d(c_out))
         self.num_stages = len(chans)
-        self.linear1 = nn.Linear(num_feat * 8 * 4 * 4, 100)
+        self.linear1 = nn.Linear(chans[-1] * 4 * 4, 100)
         self.linear2 = nn.Linear(100, 1)
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)
 
@@ -55,7 +55,7 @@ class VGGStyleDiscriminator(nn.Module):
             raise ConfigError(
                 f"the discriminator was built for {self.input_size}x{self.input_size} HR patches but got "
                 f"{x.shape[-2]}x{x.shape[-1]}; set the HR patch size to {self.input_size} or the "
-                f"discriminator's input_size to match (128 or 256)"
+                f"discriminator's input_size to match"
             )
         feat = self.lrelu(self.conv0_0(x))
         feat = self.lrelu(self.bn0_1(self.conv0_1(feat)))

@@ -109,7 +109,7 @@ class VGG19FeatureExtractor(nn.Module):
             raise WeightsError(
                 f"VGG19 weights not found: {path} ({source}). The perceptual loss needs torchvision's ImageNet "
                 f"VGG19 file {VGG19_FILE} (548 MB). Download it from {VGG19_URL} (listed on {VGG19_DOCS}) "
-                f"into {default_vgg19_path().parent}, or set model.perceptual_opt.vgg_weights=<file>."
+                f"into {default_vgg19_path().parent}, or set model.lit.perceptual_opt.vgg_weights=<file>."
             )
         state, _, _ = read_state_dict(path)
         expected = self.features.state_dict()
