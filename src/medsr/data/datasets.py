@@ -1,0 +1,325 @@
+"""Torch datasets: random HR patches for training (several per decode), whole images for evaluation.
+
+Workers only decode and crop, and ship ``uint8``; the float work happens on the device
+(``medsr.data.degrade``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from medsr.data.cache import ImageCache
+from medsr.data.fov import fov_mask, load_mask
+from medsr.data.io import as_uint8, drop_alpha, read_image, to_rgb
+from medsr.data.sources import EvalSet, ImageRecord
+from medsr.errors import DataError
+
+
+@dataclass(frozen=True)
+class FovOptions:
+    """Field-of-view handling: patches with less than ``min_fraction`` inside are redrawn."""
+
+    enabled: bool = False
+    min_fraction: float = 0.5
+    threshold: float | None = None
+    max_tries: int = 50
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def too_small(path: object, shape: tuple[int, int], patch_size: int) -> DataError:
+    return DataError(
+        f"image {path} is {shape[1]}x{shape[0]}, smaller than the {patch_size}x{patch_size} HR patch; "
+        "lower data.patch_size, remove the image, or set data.skip_bad=true to skip such images."
+    )
+
+
+def load_training_image(
+    record: ImageRecord, fov: FovOptions
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode one training image as ``(H, W, 3)`` uint8 (gray replicated, alpha dropped, 16 -> 8 bit)
+    and its FOV mask (``None`` when FOV handling is off)."""
+    image = to_rgb(as_uint8(read_image(record.path)))
+    mask = None
+    if fov.enabled:
+        if record.mask_path is not None:
+            mask = load_mask(record.mask_path, image.shape[:2])
+        else:
+            mask = fov_mask(image, fov.threshold)
+    return np.ascontiguousarray(image), mask
+
+
+def patch_position(
+    mask: np.ndarray | None,
+    shape: tuple[int, int],
+    patch_size: int,
+    rng: np.random.Generator,
+    fov: FovOptions,
+) -> tuple[int, int]:
+    """Top-left corner of a random ``patch_size`` square; with a mask, one with at least
+    ``fov.min_fraction`` of its pixels inside (redrawn up to ``fov.max_tries`` times, then the
+    candidate with the largest fraction is kept)."""
+    h, w = shape
+    p = patch_size
+    if mask is None:
+        return int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+    need = math.ceil(fov.min_fraction * p * p)
+    best, best_inside = (0, 0), -1
+    for _ in range(fov.max_tries):
+        y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+        inside = int(np.count_nonzero(mask[y : y + p, x : x + p]))
+        if inside >= need:
+            return y, x
+        if inside > best_inside:
+            best, best_inside = (y, x), inside
+    return best
+
+
+def draw_patches(
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    patch_size: int,
+    count: int,
+    rng: np.random.Generator,
+    fov: FovOptions = FovOptions(),
+) -> list[np.ndarray]:
+    """``count`` random ``(P, P, 3)`` uint8 patches of an ``(H, W, 3)`` image (see ``patch_position``)."""
+    p = patch_size
+    out = []
+    for _ in range(count):
+        y, x = patch_position(mask, image.shape[:2], p, rng, fov)
+        out.append(np.ascontiguousarray(image[y : y + p, x : x + p]))
+    return out
+
+
+class PatchDataset(IterableDataset):
+    """Batches of random HR patches, ``{"hr": (B, 3, P, P) uint8}``: use ``DataLoader(batch_size=None)``.
+
+    Each decoded image gives ``patches_per_image`` patches into a shuffle buffer of
+    ``buffer_size`` patches from which batches are drawn at random, so one ~0.1 s PNG decode
+    feeds many training samples while a batch still mixes many images. With a ``cache`` (uint8
+    memory map) an image costs nothing to "decode": every patch comes from a fresh image and is
+    cropped straight into the batch. Workers assemble whole batches (no per-sample collation).
+    A batch is stored pixel-interleaved (channels_last strides: each patch row is one memcpy
+    from the HWC image, 7x faster than a CHW copy) and exposed with the (B, 3, P, P) shape.
+
+    Images are visited in a fresh permutation per round, sharded across DataLoader workers and
+    DDP ranks (the same permutation everywhere, disjoint shards). An epoch is about
+    ``len(records) * patches_per_image`` patches, split evenly over ranks and workers and rounded
+    up to whole batches so every rank runs the same number of steps.
+
+    Args:
+        records: training images.
+        patch_size: HR patch side P.
+        batch_size: patches per batch B.
+        num_workers: the DataLoader's worker count (for ``__len__``).
+        patches_per_image: patches per decode.
+        buffer_size: shuffle-buffer capacity in patches.
+        fov: field-of-view options (fundus data).
+        skip_bad: skip unreadable / too small images with a warning instead of raising.
+        cache: an ``ImageCache`` holding exactly ``records``, in order, or ``None``.
+    """
+
+    def __init__(
+        self,
+        records: list[ImageRecord],
+        patch_size: int,
+        batch_size: int,
+        num_workers: int = 0,
+        patches_per_image: int = 32,
+        buffer_size: int = 512,
+        fov: FovOptions = FovOptions(),
+        skip_bad: bool = False,
+        cache: ImageCache | None = None,
+    ) -> None:
+        super().__init__()
+        if not records:
+            raise DataError("no training image left to train on.")
+        if cache is not None and [str(r.path) for r in records] != cache.paths:
+            raise ValueError("the cache must hold exactly the training records, in order")
+        self.records = list(records)
+        self.patch_size = patch_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.patches_per_image = max(1, int(patches_per_image))
+        self.buffer_size = max(0, int(buffer_size))
+        self.fov = fov
+        self.skip_bad = skip_bad
+        self.cache = cache
+        self._state: _WorkerState | None = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_state"] = None  # generators and memory maps are rebuilt in each worker
+        return state
+
+    def _batches_per_worker(self, workers: int, world: int) -> int:
+        per_rank = math.ceil(len(self.records) * self.patches_per_image / world)
+        return max(1, math.ceil(per_rank / workers / self.batch_size))
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank."""
+        workers = max(1, self.num_workers)
+        return self._batches_per_worker(workers, _dist_rank_world()[1]) * workers
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        wid, workers = (info.id, info.num_workers) if info else (0, 1)
+        rank, world = _dist_rank_world()
+        key = (wid, workers, rank, world)
+        if self._state is None or self._state.key != key:
+            # DataLoader gives every worker of this iterator the same base seed (+ worker id);
+            # in the main process, draw one from torch's generator (seeded by seed_everything).
+            base = info.seed - info.id if info else int(torch.randint(0, 2**62, ()).item())
+            self._state = _WorkerState(self, key, base, rank * workers + wid, world * workers)
+        state = self._state
+        shape = (self.batch_size, self.patch_size, self.patch_size, 3)
+        for _ in range(self._batches_per_worker(workers, world)):
+            hwc = torch.empty(shape, dtype=torch.uint8)
+            state.fill(hwc.numpy())
+            yield {"hr": hwc.permute(0, 3, 1, 2)}
+
+
+class _WorkerState:
+    """Per-process iteration state: image order, patch RNG, shuffle buffer, bad-file bookkeeping."""
+
+    def __init__(self, ds: PatchDataset, key: tuple, base: int, shard: int, shards: int) -> None:
+        self.ds, self.key = ds, key
+        base &= 2**63 - 1
+        self.order = self._order(np.random.default_rng([base, 0]), len(ds.records), shard, shards)
+        self.rng = np.random.default_rng([base, 1, shard])
+        self.buffer: list[np.ndarray] = []
+        self.bad: set[int] = set()
+        self.capacity = max(ds.buffer_size, ds.patches_per_image)
+
+    @staticmethod
+    def _order(rng: np.random.Generator, n: int, shard: int, shards: int) -> Iterator[int]:
+        """Endless image indices: per round one permutation shared by all shards, this shard's part."""
+        rounds = math.ceil(shards / n)  # more workers than images: repeat images within a round
+        while True:
+            perm = np.concatenate([rng.permutation(n) for _ in range(rounds)])
+            yield from perm[shard::shards].tolist()
+
+    def fill(self, out: np.ndarray) -> None:
+        """Write ``B`` patches into ``out`` ``(B, P, P, 3)``."""
+        ds, p, rng = self.ds, self.ds.patch_size, self.rng
+        if ds.cache is not None:
+            for k in range(out.shape[0]):
+                image, mask = self._next_image()
+                y, x = patch_position(mask, image.shape[:2], p, rng, ds.fov)
+                out[k] = image[y : y + p, x : x + p]
+            return
+        buf = self.buffer
+        for k in range(out.shape[0]):
+            while len(buf) < self.capacity:
+                image, mask = self._next_image()
+                buf += draw_patches(image, mask, p, ds.patches_per_image, rng, ds.fov)
+            j = int(rng.integers(len(buf)))
+            buf[j], buf[-1] = buf[-1], buf[j]
+            out[k] = buf.pop()
+
+    def _next_image(self) -> tuple[np.ndarray, np.ndarray | None]:
+        ds = self.ds
+        while len(self.bad) < len(ds.records):
+            i = next(self.order)
+            if i in self.bad:
+                continue
+            try:
+                return self._image(i)
+            except DataError as e:
+                if not ds.skip_bad:
+                    raise
+                self.bad.add(i)
+                warnings.warn(
+                    f"skipping {ds.records[i].path}: {e} ({len(self.bad)} skipped by this worker)",
+                    stacklevel=2,
+                )
+        raise DataError(
+            "every training image was skipped as unreadable or too small; see the warnings above."
+        )
+
+    def _image(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        ds = self.ds
+        if ds.cache is not None:
+            image, mask = ds.cache.image(i), ds.cache.mask(i)
+        else:
+            image, mask = load_training_image(ds.records[i], ds.fov)
+        if min(image.shape[:2]) < ds.patch_size:
+            raise too_small(ds.records[i].path, image.shape[:2], ds.patch_size)
+        return image, mask
+
+
+class EvalDataset(Dataset):
+    """Whole images of one evaluation set, mod-cropped to the scale, native channels and bit depth.
+
+    Items: ``{"hr": (C, H, W) uint8/uint16, "name": str, "dataset": str}`` plus ``"lr"``
+    (``(C, H/s, W/s)``) when the set ships LR files and ``"mask"`` (bool ``(1, H, W)``) for
+    fundus sets. C = 1 for single-channel images, 3 otherwise (alpha dropped).
+
+    Args:
+        eval_set: the set's records and options.
+        scale: upscaling factor.
+        fov_threshold: ``fov_mask`` threshold (None = automatic).
+    """
+
+    def __init__(self, eval_set: EvalSet, scale: int, fov_threshold: float | None = None) -> None:
+        self.set = eval_set
+        self.scale = scale
+        self.fov_threshold = fov_threshold
+
+    def __len__(self) -> int:
+        return len(self.set.records)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.set.records[index]
+        s = self.scale
+        image = drop_alpha(read_image(record.path))
+        h, w = image.shape[:2]
+        if h < s or w < s:
+            raise DataError(
+                f"image {record.path} ({w}x{h}) is smaller than the scale {s}; remove it."
+            )
+        hr = image[: h - h % s, : w - w % s]
+        item = {"hr": _chw_tensor(hr), "name": record.name, "dataset": self.set.name}
+        if record.lr_path is not None:
+            item["lr"] = _chw_tensor(self._lr(record, hr))
+        if self.set.fov:
+            if record.mask_path is not None:
+                mask = load_mask(record.mask_path, (h, w))[: hr.shape[0], : hr.shape[1]]
+            else:
+                mask = fov_mask(hr, self.fov_threshold)
+            item["mask"] = torch.from_numpy(np.require(mask, requirements=["C", "W"]))[None]
+        return item
+
+    def _lr(self, record: ImageRecord, hr: np.ndarray) -> np.ndarray:
+        lr = drop_alpha(read_image(record.lr_path))
+        want = (hr.shape[0] // self.scale, hr.shape[1] // self.scale)
+        if lr.shape[:2] != want:
+            raise DataError(
+                f"LR file {record.lr_path} is {lr.shape[1]}x{lr.shape[0]} but {record.path} mod-cropped to "
+                f"x{self.scale} needs {want[1]}x{want[0]}; use the LR files made for this HR set and scale, "
+                "or remove the LR_bicubic folder to make LR with MATLAB-bicubic imresize."
+            )
+        if lr.dtype != hr.dtype:
+            lr = as_uint8(lr) if hr.dtype == np.uint8 else lr.astype(np.uint16) * 257
+        c = hr.shape[-1]
+        if lr.shape[-1] != c:
+            # Gray HR with an RGB LR file (R = G = B), or the reverse.
+            lr = lr[..., :1] if c == 1 else np.repeat(lr[..., :1], 3, axis=-1)
+        return lr
+
+
+def _chw_tensor(a: np.ndarray) -> torch.Tensor:
+    # Pillow's arrays are read-only; torch wants writable memory (copies only when needed).
+    return torch.from_numpy(np.require(a.transpose(2, 0, 1), requirements=["C", "W"]))
