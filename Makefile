@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(PY) -m medsr.quickstart
+	$(PY) -m medsr.train experiment=quickstart
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/imresize.py
 	$(PY) benchmarks/data_throughput.py
 	$(PY) benchmarks/inference.py
+	$(PY) benchmarks/train_throughput.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -54,7 +54,7 @@ def test_short_training_run(tmp_path):
     assert (tmp_path / "comparison.png").is_file()
     rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
     logged = {key for row in rows for key, value in row.items() if value}
-    assert {"train/l_pix", "val/psnr_y", "val/ssim_y", "val/psnr_y_best"} <= logged
+    assert {"train/l_pix", "val/psnr_y", "val/ssim_y", "val/psnr_y_best", "perf/data_wait_frac"} <= logged
 
 
 def test_quickstart_preset_on_short_schedule(tmp_path):
