@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 TINY_EDSR = ["model=edsr_baseline", "model.net.num_feat=8", "model.net.num_block=1"]
 FAST_TRAIN = [
@@ -25,3 +28,22 @@ def run_module(module: str, *overrides: str, run_dir: Path, timeout: int = 600) 
     env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", module, *overrides, f"hydra.run.dir={run_dir}"]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def official_esrgan_file(net: torch.nn.Module, path: Path) -> Path:
+    """``net`` saved with the original ESRGAN repo's RRDBNet_arch.py key names, as in RRDB_PSNR_x4.pth.
+
+    Renamed here independently of medsr's key maps, so loading it tests them.
+    """
+    rules = [
+        (r"^body\.(\d+)\.rdb([123])\.", r"RRDB_trunk.\1.RDB\2."), (r"^conv_body\.", "trunk_conv."),
+        (r"^conv_up1\.", "upconv1."), (r"^conv_up2\.", "upconv2."), (r"^conv_hr\.", "HRconv."),
+    ]  # fmt: skip
+    state = {}
+    for key, value in net.state_dict().items():
+        for pattern, repl in rules:
+            key = re.sub(pattern, repl, key)
+        state[key] = value.clone()
+    assert "RRDB_trunk.0.RDB1.conv1.weight" in state and "trunk_conv.weight" in state
+    torch.save(state, path)
+    return path

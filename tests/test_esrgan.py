@@ -20,7 +20,7 @@ from lightning.pytorch.plugins import MixedPrecision
 from torch.utils.data import DataLoader, Dataset
 
 import medsr
-from helpers import run_module
+from helpers import official_esrgan_file, run_module
 from medsr.config import register_resolvers
 from medsr.data.io import read_image, to_float_tensor, to_rgb
 from medsr.errors import ConfigError, MedsrError, WeightsError
@@ -58,21 +58,6 @@ def compose_train(*overrides: str):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="train", overrides=["data=samples", "scale=4", *overrides])
 
-
-def official_esrgan_file(net: torch.nn.Module, path: Path) -> Path:
-    """``net`` saved with the original ESRGAN repo's RRDBNet_arch.py key names, as in RRDB_PSNR_x4.pth."""
-    rules = [
-        (r"^body\.(\d+)\.rdb([123])\.", r"RRDB_trunk.\1.RDB\2."), (r"^conv_body\.", "trunk_conv."),
-        (r"^conv_up1\.", "upconv1."), (r"^conv_up2\.", "upconv2."), (r"^conv_hr\.", "HRconv."),
-    ]  # fmt: skip
-    state = {}
-    for key, value in net.state_dict().items():
-        for pattern, repl in rules:
-            key = re.sub(pattern, repl, key)
-        state[key] = value.clone()
-    assert "RRDB_trunk.0.RDB1.conv1.weight" in state and "trunk_conv.weight" in state
-    torch.save(state, path)
-    return path
 
 
 class Crops(Dataset):

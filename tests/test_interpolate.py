@@ -9,7 +9,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import medsr
-from helpers import run_module
+from helpers import official_esrgan_file, run_module
 from medsr.config import register_resolvers
 from medsr.errors import ConfigError, WeightsError
 from medsr.interpolate import interpolate, interpolate_weights
@@ -90,22 +90,6 @@ def compose_interpolate(*overrides: str):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="interpolate", overrides=list(overrides))
 
-
-def official_esrgan_file(net: torch.nn.Module, path):
-    """The original ESRGAN repo's RRDBNet_arch.py key names (as in RRDB_PSNR_x4.pth), no metadata."""
-    import re
-
-    rules = [
-        (r"^body\.(\d+)\.rdb([123])\.", r"RRDB_trunk.\1.RDB\2."), (r"^conv_body\.", "trunk_conv."),
-        (r"^conv_up1\.", "upconv1."), (r"^conv_up2\.", "upconv2."), (r"^conv_hr\.", "HRconv."),
-    ]  # fmt: skip
-    state = {}
-    for key, value in net.state_dict().items():
-        for pattern, repl in rules:
-            key = re.sub(pattern, repl, key)
-        state[key] = value.clone()
-    torch.save(state, path)
-    return path
 
 
 def test_official_files_need_the_network_named(tmp_path):
