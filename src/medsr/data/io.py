@@ -39,6 +39,10 @@ class UnreadableImageError(DataError):
         super().__init__(message)
 
 
+# What Pillow raises for corrupt, truncated or hostile files.
+_DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
 def _unreadable(path: Path, reason: object) -> UnreadableImageError:
     return UnreadableImageError(
         f"cannot read image {path}: {reason}. The file is corrupt, truncated or not an image: "
@@ -76,13 +80,7 @@ def read_image(path: str | Path) -> np.ndarray:
             return _pil_to_array(im, path)
     except DataError:
         raise
-    except (
-        OSError,
-        UnidentifiedImageError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombError,
-    ) as e:
+    except _DECODE_ERRORS as e:
         raise _unreadable(path, e) from None
 
 
@@ -201,13 +199,7 @@ def image_info(path: str | Path) -> tuple[int, int, int, int]:
             bits = 16 if mode.startswith("I") else 8
             if im.format == "PNG" and mode in ("RGB", "RGBA"):
                 bits = _png_bit_depth(path)
-    except (
-        OSError,
-        UnidentifiedImageError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombError,
-    ) as e:
+    except _DECODE_ERRORS as e:
         raise _unreadable(path, e) from None
     channels = {
         "1": 1,
