@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 
 import pytest
@@ -10,6 +11,7 @@ from hydra import compose, initialize_config_module
 
 from helpers import FAST_TRAIN, TINY_EDSR, run_module
 from medsr.config import register_resolvers
+from medsr.results import protocol_words
 
 MODELS = ["edsr_baseline", "edsr", "rcan", "rrdbnet"]
 SUMMARY = re.compile(
@@ -51,6 +53,10 @@ def test_short_training_run(tmp_path):
     assert float(summary["gain"]) == pytest.approx(float(summary["psnr"]) - float(summary["base"]), abs=0.011)
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "comparison.png").is_file()
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["method"] for r in results] == ["EDSR_f8b1", "Bicubic"]
+    # The same protocol words as medsr.evaluate writes, so tables from both entry points merge.
+    assert results[0]["protocol"] == protocol_words(2, 2, results[0]["protocol"].split("; ")[3], "32-true")
     rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
     logged = {key for row in rows for key, value in row.items() if value}
     assert {"train/l_pix", "val/psnr_y", "val/ssim_y", "val/psnr_y_best", "perf/data_wait_frac"} <= logged

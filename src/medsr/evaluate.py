@@ -34,7 +34,7 @@ from medsr.metrics import psnr_y, ssim_y
 from medsr.models import build_model
 from medsr.models.interpolation import INTERPOLATION_MODES
 from medsr.predict import parse_tta
-from medsr.results import markdown_report, write_per_image, write_results
+from medsr.results import markdown_report, protocol_words, write_per_image, write_results
 
 log = logging.getLogger("medsr.evaluate")
 
@@ -101,24 +101,6 @@ def build_methods(cfg: DictConfig, scale: int, device: torch.device) -> list[Met
         )  # fmt: skip
         methods.append(Method(name + ("+" if tta and not baseline else ""), upscaler, baseline))
     return methods
-
-
-def protocol_words(cfg: DictConfig, scale: int, crop: int, lr_protocol: str, fov: bool, bits: str = "8") -> str:
-    """How every number of a row was computed, in words."""
-    parts = [
-        "Y channel (ITU-R BT.601 as MATLAB rgb2ycbcr, 16-235) of RGB images, the image's own channel for grayscale",
-        f"{crop} px border removed on each side",
-        f"x{scale}",
-        lr_protocol,
-        f"SR clamped and rounded to the HR bit depth ({bits} bits) before scoring",
-        "whole images" if not cfg.tile else f"tiles of {cfg.tile} LR px with {cfg.tile_overlap} px overlap",
-        f"precision {cfg.precision}",
-    ]
-    if parse_tta(cfg.get("tta")):
-        parts.append("networks (marked +) with x8 self-ensemble")
-    if fov:
-        parts.append("*_fov: inside the field-of-view mask (PSNR over its pixels, SSIM over windows centred in it)")
-    return "; ".join(parts)
 
 
 def _quantize(x: Tensor, bits: int) -> Tensor:
@@ -188,7 +170,10 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[dict]:
     def protocol(dataset: str) -> str:
         fov = any("psnr_fov" in r for r in per_image if r["dataset"] == dataset)
         bits = "/".join(str(b) for b in sorted(depths[dataset])) or "8"
-        return protocol_words(cfg, scale, crop, set_protocols.get(dataset, datamodule.protocol), fov, bits)
+        return protocol_words(
+            scale, crop, set_protocols.get(dataset, datamodule.protocol), str(cfg.precision), bits=bits,
+            tile=int(cfg.tile), tile_overlap=int(cfg.tile_overlap), tta=parse_tta(cfg.get("tta")), fov=fov,
+        )  # fmt: skip
 
     rows = _aggregate(per_image, methods, names, protocol)
     write_results(rows, out_dir)

@@ -26,6 +26,35 @@ FOV_FIELDS = ("psnr_fov", "ssim_fov")
 IMAGE_FIELDS = ("method", "scale", "dataset", "image", "psnr", "ssim", *FOV_FIELDS)
 
 
+def protocol_words(
+    scale: int,
+    crop: int,
+    lr_protocol: str,
+    precision: str,
+    *,
+    bits: str = "8",
+    tile: int = 0,
+    tile_overlap: int = 0,
+    tta: bool = False,
+    fov: bool = False,
+) -> str:
+    """How every number of a row was computed, in words (training and evaluation share it)."""
+    parts = [
+        "Y channel (ITU-R BT.601 as MATLAB rgb2ycbcr, 16-235) of RGB images, the image's own channel for grayscale",
+        f"{crop} px border removed on each side",
+        f"x{scale}",
+        lr_protocol,
+        f"SR clamped and rounded to the HR bit depth ({bits} bits) before scoring",
+        "whole images" if not tile else f"tiles of {tile} LR px with {tile_overlap} px overlap",
+        f"precision {precision}",
+    ]
+    if tta:
+        parts.append("networks (marked +) with x8 self-ensemble")
+    if fov:
+        parts.append("*_fov: inside the field-of-view mask (PSNR over its pixels, SSIM over windows centred in it)")
+    return "; ".join(parts)
+
+
 def _fields(rows: Sequence[dict], base: Sequence[str]) -> list[str]:
     """``base`` plus the FOV columns when any row has them."""
     extra = [f for f in FOV_FIELDS if f not in base and any(r.get(f) is not None for r in rows)]

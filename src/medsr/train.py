@@ -31,7 +31,7 @@ from medsr.export import export_generator
 from medsr.lit import SRModule
 from medsr.models import build_model, load_pretrained
 from medsr.quiet import quiet_third_party
-from medsr.results import write_results
+from medsr.results import protocol_words, write_results
 from medsr.resume import resume_checkpoint
 from medsr.summary import summary_line, write_comparison_figure
 from medsr.sweep import write_job_result
@@ -176,16 +176,17 @@ def _test(cfg: DictConfig, trainer: pl.Trainer, module, datamodule, ckpt: str | 
 def _result_rows(method: str, scores: dict, cfg: DictConfig, datamodule, counts: dict, crop) -> list[dict]:
     """``medsr.results`` rows (one per held-out set) from ``test/<set>/<metric>`` scores."""
     crop = cfg.scale if crop is None else crop
-    protocol = (
-        f"Y channel (MATLAB rgb2ycbcr); {crop} px border removed; x{cfg.scale}; {datamodule.protocol}; "
-        f"SR rounded to 8 bits; whole images; precision {cfg.trainer.precision}"
-    )
+    set_protocols = getattr(datamodule, "set_protocols", {}) or {}
     rows = []
     for name, n in counts.items():
         key = f"test/{name}/" if f"test/{name}/psnr_y" in scores else "test/"
         row = {"method": method, "scale": cfg.scale, "dataset": name, "psnr": scores[key + "psnr_y"],
-               "ssim": scores[key + "ssim_y"], "n_images": n, "protocol": protocol}  # fmt: skip
-        if key + "psnr_y_fov" in scores:
+               "ssim": scores[key + "ssim_y"], "n_images": n}  # fmt: skip
+        fov = key + "psnr_y_fov" in scores
+        row["protocol"] = protocol_words(
+            cfg.scale, crop, set_protocols.get(name, datamodule.protocol), str(cfg.trainer.precision), fov=fov
+        )
+        if fov:
             row["psnr_fov"], row["ssim_fov"] = scores[key + "psnr_y_fov"], scores[key + "ssim_y_fov"]
         rows.append(row)
     return rows
