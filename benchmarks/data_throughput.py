@@ -22,8 +22,9 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from medsr.data.cache import ImageCache
-from medsr.data.datasets import FovOptions, PatchDataset
-from medsr.data.io import list_images
+from medsr.data.datasets import PatchDataset
+from medsr.data.decode import FovOptions
+from medsr.data.image_io import list_images
 from medsr.data.sources import records_from
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train" / "BSDS500_test"

@@ -39,8 +39,10 @@ MODELS = {
     "rrdbnet": ("RRDBNet", "rrdbnet", {"num_feat": 64, "num_block": 23, "num_grow_ch": 32}),
 }
 # LR sizes (W, H) for the throughput table: the untiled run fits and takes seconds on 2 CPU cores.
-THROUGHPUT_LR = {"cpu": {"edsr_baseline": (640, 480), "rrdbnet": (384, 288)},
-                 "cuda": {"edsr_baseline": (1920, 1080), "rrdbnet": (1280, 720)}}  # fmt: skip
+THROUGHPUT_LR = {
+    "cpu": {"edsr_baseline": (640, 480), "rrdbnet": (384, 288)},
+    "cuda": {"edsr_baseline": (1920, 1080), "rrdbnet": (1280, 720)},
+}
 
 
 def _proc_kib(field: str) -> int:
@@ -52,7 +54,7 @@ def _proc_kib(field: str) -> int:
 
 def child(spec: dict) -> dict:
     """One measurement (runs in its own process)."""
-    from medsr.inference import Upscaler
+    from medsr.evaluation.inference import Upscaler
     from medsr.models import build_model
     from medsr.ops.tiling import axis_windows
     from medsr.predict import upscale_array
@@ -125,10 +127,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--memory-rows", type=int, default=2, help="tile rows of the 4000x3000 run (CPU)")
+    parser.add_argument(
+        "--memory-rows", type=int, default=2, help="tile rows of the 4000x3000 run (CPU)"
+    )
     parser.add_argument("--full", action="store_true", help="run the whole 4000x3000 image")
-    parser.add_argument("--repeat", type=int, default=2, help="timed runs per throughput entry (best kept)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="timed runs per throughput entry (best kept)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: torch default)"
+    )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -138,13 +146,21 @@ def main() -> None:
         return
 
     kind = "cuda" if args.device.startswith("cuda") else "cpu"
-    where = torch.cuda.get_device_name() if kind == "cuda" else f"CPU, {args.threads or torch.get_num_threads()} threads"
+    where = (
+        torch.cuda.get_device_name()
+        if kind == "cuda"
+        else f"CPU, {args.threads or torch.get_num_threads()} threads"
+    )
     print(f"medsr inference benchmark, x4, tile_overlap=32, {where}\n")
     gpu = " | GPU peak MiB" if kind == "cuda" else ""
     if not args.skip_throughput:
         print("Throughput (input fits untiled; best of --repeat runs; output MP/s from wall time;")
-        print("relative = untiled / tiled time, from process CPU time on a CPU, wall time on a GPU):\n")
-        print(f"| model | LR input | mode | seconds | CPU seconds | output MP/s | relative | host peak growth MiB{gpu} |")
+        print(
+            "relative = untiled / tiled time, from process CPU time on a CPU, wall time on a GPU):\n"
+        )
+        print(
+            f"| model | LR input | mode | seconds | CPU seconds | output MP/s | relative | host peak growth MiB{gpu} |"
+        )
         print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if gpu else ""))
         for name in args.models:
             lr = THROUGHPUT_LR[kind][name]
@@ -152,7 +168,16 @@ def main() -> None:
             for tile in (0, 256, 512):
                 if tile >= max(lr):
                     continue  # one window: the untiled run again
-                r = run_child({"model": name, "device": args.device, "lr": lr, "tile": tile, "repeat": args.repeat, "threads": args.threads})
+                r = run_child(
+                    {
+                        "model": name,
+                        "device": args.device,
+                        "lr": lr,
+                        "tile": tile,
+                        "repeat": args.repeat,
+                        "threads": args.threads,
+                    }
+                )
                 label = f"| {MODELS[name][0]} | {lr[0]}x{lr[1]} | {_tile(tile)} |"
                 if "error" in r:
                     print(f"{label} failed: {r['error']} |")
@@ -169,17 +194,31 @@ def main() -> None:
         print()
     if not args.skip_memory:
         rows = None if args.full or kind == "cuda" else args.memory_rows
-        print("Memory target: 4000x3000 LR -> 16000x12000 at x4, tile=256 (limit: 2048 MiB growth):\n")
+        print(
+            "Memory target: 4000x3000 LR -> 16000x12000 at x4, tile=256 (limit: 2048 MiB growth):\n"
+        )
         print(f"| model | run | seconds | output MP/s | host peak growth MiB{gpu} |")
         print("| --- | --- | ---: | ---: | ---: |" + (" ---: |" if gpu else ""))
         for name in args.models:
-            r = run_child({"model": name, "device": args.device, "lr": [4000, 3000], "tile": 256, "rows": rows, "threads": args.threads})
+            r = run_child(
+                {
+                    "model": name,
+                    "device": args.device,
+                    "lr": [4000, 3000],
+                    "tile": 256,
+                    "rows": rows,
+                    "threads": args.threads,
+                }
+            )
             if "error" in r:
                 print(f"| {MODELS[name][0]} | failed: {r['error']} |")
                 continue
             run = r["rows_note"] or "whole image"
             extra = f" {r['gpu_peak_mib']:.0f} |" if gpu else ""
-            print(f"| {MODELS[name][0]} | {run} | {r['seconds']:.1f} | {r['mp_s']:.3f} | {r['host_growth_mib']:.0f} |{extra}", flush=True)
+            print(
+                f"| {MODELS[name][0]} | {run} | {r['seconds']:.1f} | {r['mp_s']:.3f} | {r['host_growth_mib']:.0f} |{extra}",
+                flush=True,
+            )
         print("\nInput array 36 MiB, output array 549 MiB (uint8), both excluded from the growth.")
 
 

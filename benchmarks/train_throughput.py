@@ -39,15 +39,20 @@ import torch
 from hydra import compose, initialize_config_module
 from torch.utils.data import DataLoader, IterableDataset
 
-from medsr.config import register_resolvers
+from medsr._cli import quiet_third_party
+from medsr.conf.resolvers import register_resolvers
 from medsr.data.degrade import train_batch
-from medsr.quiet import quiet_third_party
 from medsr.train import build_module, build_network, compile_networks
 
 # name: (model config, thesis HR patch, tiny HR patch, tiny net overrides)
 MODELS = {
     "edsr": ("edsr", 192, 48, {"num_feat": 32, "num_block": 4}),
-    "rcan": ("rcan", 192, 48, {"num_feat": 32, "num_group": 2, "num_block": 2, "squeeze_factor": 8}),
+    "rcan": (
+        "rcan",
+        192,
+        48,
+        {"num_feat": 32, "num_group": 2, "num_block": 2, "squeeze_factor": 8},
+    ),
     "rrdbnet": ("rrdbnet", 192, 48, {"num_feat": 32, "num_block": 2, "num_grow_ch": 16}),
     # The discriminator's head needs a power-of-two patch.
     "esrgan": ("esrgan", 128, 64, {"num_feat": 32, "num_block": 2, "num_grow_ch": 16}),
@@ -121,18 +126,35 @@ def build(name: str, tiny: bool, channels_last: bool):
     return build_module(cfg, net), patch, size
 
 
-def measure(name: str, device: str, precision: str, channels_last: bool, compiled: bool,
-            steps: int, warmup: int, tiny: bool) -> dict:  # fmt: skip
+def measure(
+    name: str,
+    device: str,
+    precision: str,
+    channels_last: bool,
+    compiled: bool,
+    steps: int,
+    warmup: int,
+    tiny: bool,
+) -> dict:
     module, patch, size = build(name, tiny, channels_last)
     batch = TINY_BATCH if tiny else THESIS_BATCH
     smoke = device == "cpu" and precision != "32-true"
     total = 1 if smoke else warmup + steps
     timer = StepTimer(warmup)
     trainer = pl.Trainer(
-        accelerator=device, devices=1, precision=precision, max_steps=total, max_epochs=-1,
-        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer],
-    )  # fmt: skip
+        accelerator=device,
+        devices=1,
+        precision=precision,
+        max_steps=total,
+        max_epochs=-1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[timer],
+    )
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     if compiled:
@@ -142,10 +164,17 @@ def measure(name: str, device: str, precision: str, channels_last: bool, compile
     trainer.fit(module, Data(batch, patch))
     marks = timer.marks
     row = {
-        "model": name, "size": size, "batch": f"{batch}x{patch}px", "precision": precision,
-        "channels_last": channels_last, "compile": compiled, "first": marks["first"] - marks["start"],
-        "steps_s": math.nan, "images_s": math.nan, "memory": math.nan,
-    }  # fmt: skip
+        "model": name,
+        "size": size,
+        "batch": f"{batch}x{patch}px",
+        "precision": precision,
+        "channels_last": channels_last,
+        "compile": compiled,
+        "first": marks["first"] - marks["start"],
+        "steps_s": math.nan,
+        "images_s": math.nan,
+        "memory": math.nan,
+    }
     if not smoke:
         rate = steps / (marks["end"] - marks["timed"])
         row.update(steps_s=rate, images_s=rate * batch)
@@ -156,22 +185,36 @@ def measure(name: str, device: str, precision: str, channels_last: bool, compile
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"]
+    )
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 50 on GPU, 5 on CPU)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="timed steps (default: 50 on GPU, 5 on CPU)"
+    )
     parser.add_argument("--warmup", type=int, default=3)
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--tiny", action="store_true", help="small networks and patches (default on CPU)")
+    size.add_argument(
+        "--tiny", action="store_true", help="small networks and patches (default on CPU)"
+    )
     size.add_argument("--full", action="store_true", help="thesis sizes (default on GPU)")
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows (slow to compile on CPU)")
+    parser.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="skip the torch.compile rows (slow to compile on CPU)",
+    )
     args = parser.parse_args()
     tiny = args.tiny or (args.device == "cpu" and not args.full)
     steps = args.steps or (50 if args.device == "cuda" else 5)
     quiet_third_party()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no per-run device banners
-    warnings.filterwarnings("ignore", message="the perceptual loss uses a randomly initialised VGG19")
+    warnings.filterwarnings(
+        "ignore", message="the perceptual loss uses a randomly initialised VGG19"
+    )
     warnings.filterwarnings("ignore", message="ESRGAN is training its generator from scratch")
-    warnings.filterwarnings("ignore", message="You defined a `validation_step` but have no `val_dataloader`")
+    warnings.filterwarnings(
+        "ignore", message="You defined a `validation_step` but have no `val_dataloader`"
+    )
     pl.seed_everything(0, verbose=False)
     low = "bf16-mixed" if args.device == "cpu" or torch.cuda.is_bf16_supported() else "16-mixed"
     grid = [(p, cl, c) for p in ("32-true", low) for cl in (False, True) for c in (False, True)]
@@ -179,22 +222,35 @@ def main() -> None:
         grid = [g for g in grid if not g[2]]
     if args.device == "cpu":  # one bf16 smoke step per model, without the variants
         grid = [g for g in grid if g[0] == "32-true"] + [(low, False, False)]
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "CPU"
-    print(f"# Training throughput, {device_name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-          f"{'tiny networks' if tiny else 'thesis sizes'}, x{SCALE}, {steps} timed steps after {args.warmup}\n")  # fmt: skip
-    print("| model | network | batch | precision | channels_last | compile | first step (s) | steps/s | images/s | GPU memory (GiB) |")
+    device_name = (
+        torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "CPU"
+    )
+    print(
+        f"# Training throughput, {device_name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+        f"{'tiny networks' if tiny else 'thesis sizes'}, x{SCALE}, {steps} timed steps after {args.warmup}\n"
+    )
+    print(
+        "| model | network | batch | precision | channels_last | compile | first step (s) | steps/s | images/s | GPU memory (GiB) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: |")
     for name in args.models:
         for precision, channels_last, compiled in grid:
             try:
-                r = measure(name, args.device, precision, channels_last, compiled, steps, args.warmup, tiny)
+                r = measure(
+                    name, args.device, precision, channels_last, compiled, steps, args.warmup, tiny
+                )
             except Exception as err:  # e.g. no compiler for torch.compile: report and go on
-                print(f"| {name} | | | {precision} | {channels_last} | {compiled} | failed: {type(err).__name__}: {str(err)[:80]} | | | |")
+                print(
+                    f"| {name} | | | {precision} | {channels_last} | {compiled} | failed: {type(err).__name__}: {str(err)[:80]} | | | |"
+                )
                 continue
             fmt = lambda v, d: "-" if math.isnan(v) else f"{v:.{d}f}"  # noqa: E731
-            print(f"| {r['model']} | {r['size']} | {r['batch']} | {r['precision']} | {'on' if r['channels_last'] else 'off'} | "
-                  f"{'on' if r['compile'] else 'off'} | {r['first']:.2f} | {fmt(r['steps_s'], 2)} | {fmt(r['images_s'], 1)} | "
-                  f"{fmt(r['memory'], 2)} |", flush=True)  # fmt: skip
+            print(
+                f"| {r['model']} | {r['size']} | {r['batch']} | {r['precision']} | {'on' if r['channels_last'] else 'off'} | "
+                f"{'on' if r['compile'] else 'off'} | {r['first']:.2f} | {fmt(r['steps_s'], 2)} | {fmt(r['images_s'], 1)} | "
+                f"{fmt(r['memory'], 2)} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -26,3 +26,11 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     return SAMPLES
+
+
+@pytest.fixture
+def compose():
+    """``compose(name, *overrides)``: a packaged config as Hydra composes it (helpers.compose_config)."""
+    from helpers import compose_config
+
+    return compose_config

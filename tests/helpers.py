@@ -9,21 +9,26 @@ import sys
 from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+import medsr._cli  # noqa: F401  (registers the config resolvers)
 
 TINY_EDSR = ["model=edsr_baseline", "model.net.num_feat=8", "model.net.num_block=1"]
-FAST_TRAIN = [
-    "trainer=cpu",
-    "trainer.max_steps=4",
-    "trainer.val_check_interval=2",
-    "trainer.log_every_n_steps=1",
-    "trainer.enable_progress_bar=false",
-    "data.patch_size=32",
-    "data.batch_size=2",
-    "data.num_workers=0",
-]
+FAST_TRAIN = ["debug=fast"]  # conf/debug/fast.yaml: CPU, 4 steps, 32 px patches, batch 2
 
 
-def run_module(module: str, *overrides: str, run_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+def compose_config(name: str, *overrides: str, return_hydra_config: bool = False) -> DictConfig:
+    """The packaged config ``name`` (train, evaluate, predict, interpolate) composed by Hydra."""
+    with initialize_config_module(config_module="medsr.conf", version_base="1.3"):
+        return compose(
+            config_name=name, overrides=list(overrides), return_hydra_config=return_hydra_config
+        )
+
+
+def run_module(
+    module: str, *overrides: str, run_dir: Path, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """``python -m <module> <overrides> hydra.run.dir=<run_dir>`` with W&B offline."""
     env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", module, *overrides, f"hydra.run.dir={run_dir}"]
@@ -36,9 +41,12 @@ def official_esrgan_file(net: torch.nn.Module, path: Path) -> Path:
     Renamed here independently of medsr's key maps, so loading it tests them.
     """
     rules = [
-        (r"^body\.(\d+)\.rdb([123])\.", r"RRDB_trunk.\1.RDB\2."), (r"^conv_body\.", "trunk_conv."),
-        (r"^conv_up1\.", "upconv1."), (r"^conv_up2\.", "upconv2."), (r"^conv_hr\.", "HRconv."),
-    ]  # fmt: skip
+        (r"^body\.(\d+)\.rdb([123])\.", r"RRDB_trunk.\1.RDB\2."),
+        (r"^conv_body\.", "trunk_conv."),
+        (r"^conv_up1\.", "upconv1."),
+        (r"^conv_up2\.", "upconv2."),
+        (r"^conv_hr\.", "HRconv."),
+    ]
     state = {}
     for key, value in net.state_dict().items():
         for pattern, repl in rules:

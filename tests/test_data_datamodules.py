@@ -14,15 +14,14 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from PIL import Image
 
 import medsr
-from medsr.config import register_resolvers
+from helpers import compose_config
 from medsr.data import BenchmarkDataModule, DF2KDataModule, FolderDataModule, MessidorDataModule
 from medsr.data.fov import load_mask, mask_iou
-from medsr.data.io import UnreadableImageError, list_images, read_image, write_image
+from medsr.data.image_io import UnreadableImageError, list_images, read_image, write_image
 from medsr.errors import ConfigError, DataError
 
 CONF = Path(medsr.__file__).parent / "conf"
@@ -36,9 +35,7 @@ FAST = {
 
 
 def compose_data(*overrides: str):
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides)).data
+    return compose_config("train", *overrides).data
 
 
 def first(loader):
@@ -148,8 +145,8 @@ def test_samples_config_gives_correct_batches():
 
 def test_augmentation_only_in_training_and_evaluation_is_deterministic():
     dm = FolderDataModule(
-        train_dirs=[medsr.config.samples_dir("train")],
-        val_dirs=[medsr.config.samples_dir("val")],
+        train_dirs=[medsr.conf.resolvers.samples_dir("train")],
+        val_dirs=[medsr.conf.resolvers.samples_dir("val")],
         scale=4,
         **{**FAST, "batch_size": 16},
     )
@@ -351,9 +348,9 @@ def _fit(dm, tmp_path):
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import CSVLogger
 
-    from medsr.data import DataWaitMonitor
-    from medsr.lit import SRModule
     from medsr.models import build_model
+    from medsr.training import SRModule
+    from medsr.training.callbacks import DataWaitMonitor
 
     module = SRModule(
         build_model("edsr", dm.scale, num_feat=4, num_block=1),

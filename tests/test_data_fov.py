@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medsr.data.datasets import FovOptions, draw_patches, patch_position
+from medsr.data.datasets import draw_patches, patch_position
+from medsr.data.decode import FovOptions
 from medsr.data.fov import find_mask_file, fov_mask, load_mask, mask_iou
-from medsr.data.io import read_image
+from medsr.data.image_io import read_image
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_no_dark_surround_gives_full_mask(samples_dir):
 
 
 def test_load_mask_checks_size(drive, tmp_path):
-    from medsr.data.io import write_image
+    from medsr.data.image_io import write_image
     from medsr.errors import DataError
 
     path = write_image(tmp_path / "m_mask.png", np.zeros((10, 12, 1), np.uint8))

@@ -1,4 +1,4 @@
-"""medsr.data.io: every image kind users have, corrupt files, sorted listings, conversions."""
+"""medsr.data.image_io: every image kind users have, corrupt files, sorted listings, conversions."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ import tifffile
 import torch
 from PIL import Image
 
-from medsr.data.io import (
+from medsr.data.convert import to_float_tensor, to_uint8
+from medsr.data.image_io import (
     UnreadableImageError,
     image_info,
     list_images,
     read_image,
-    to_float_tensor,
-    to_uint8,
     write_image,
 )
 from medsr.errors import DataError
@@ -249,7 +248,7 @@ def test_worker_reraised_message_is_the_original_one():
     # DataLoader workers re-raise as type(e)("Caught ... Original Traceback ... Name: message").
     wrapped = (
         "Caught UnreadableImageError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
-        '  File "x.py", line 1, in f\nmedsr.data.io.UnreadableImageError: cannot read image a.png: truncated.'
+        '  File "x.py", line 1, in f\nmedsr.data.image_io.UnreadableImageError: cannot read image a.png: truncated.'
     )
     assert str(UnreadableImageError(wrapped)) == "cannot read image a.png: truncated."
 

@@ -13,13 +13,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from medsr.data.cache import ImageCache
-from medsr.data.datasets import FovOptions, PatchDataset, _WorkerState, load_training_image
+from medsr.data.datasets import PatchDataset, _WorkerState
+from medsr.data.decode import FovOptions, load_training_image
 from medsr.data.degrade import bicubic_lr, eval_batch, random_dihedral, train_batch
-from medsr.data.io import UnreadableImageError, write_image
-from medsr.data.monitor import DataWaitMonitor
+from medsr.data.image_io import UnreadableImageError, write_image
 from medsr.data.sources import ImageRecord, records_from
 from medsr.errors import DataError
 from medsr.ops import imresize, quantize
+from medsr.training.callbacks.data_wait import DataWaitMonitor
 
 P = 16
 
@@ -259,7 +260,7 @@ def test_same_lr_on_cpu_and_gpu():
 # -- data-wait monitor -----------------------------------------------------------------------
 def test_data_wait_fraction_is_logged_at_the_interval(monkeypatch):
     clock = iter([0.0, 1.0, 4.0, 5.0, 8.0, 9.0])  # starts/ends: step 1 s, wait 3 s
-    monkeypatch.setattr("medsr.data.monitor.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("medsr.training.callbacks.data_wait.time.perf_counter", lambda: next(clock))
     logged = []
     logger = SimpleNamespace(log_metrics=lambda metrics, step: logged.append((step, metrics)))
     trainer = SimpleNamespace(

@@ -15,19 +15,23 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from lightning.pytorch.plugins import MixedPrecision
 from torch.utils.data import DataLoader, Dataset
 
 import medsr
-from helpers import official_esrgan_file, run_module
-from medsr.config import register_resolvers
-from medsr.data.io import read_image, to_float_tensor, to_rgb
+from helpers import compose_config, official_esrgan_file, run_module
+from medsr.data.convert import to_float_tensor, to_rgb
+from medsr.data.image_io import read_image
 from medsr.errors import ConfigError, MedsrError, WeightsError
-from medsr.losses import PerceptualLoss, RelativisticGANLoss, build_gan_loss, build_perceptual_loss
 from medsr.models import build_model, load_pretrained, save_weights
 from medsr.ops import imresize, quantize
-from medsr.train import build_module, build_network
+from medsr.training.factory import build_module, build_network
+from medsr.training.losses import (
+    PerceptualLoss,
+    RelativisticGANLoss,
+    build_gan_loss,
+    build_perceptual_loss,
+)
 
 CONF_DIR = str(Path(medsr.__file__).parent / "conf")
 PATCH = 32
@@ -54,10 +58,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 
 def compose_train(*overrides: str):
-    register_resolvers()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=["data=samples", "scale=4", *overrides])
-
+    return compose_config("train", "data=samples", "scale=4", *overrides)
 
 
 class Crops(Dataset):
@@ -89,9 +90,15 @@ def fit(
 ) -> pl.Trainer:
     """``steps`` iterations, each on all four crops (one batch per epoch: resumed runs see the same data)."""
     trainer = pl.Trainer(
-        accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, **trainer_kwargs,
-    )  # fmt: skip
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        **trainer_kwargs,
+    )
     trainer.fit(module, DataLoader(crops, batch_size=4), ckpt_path=ckpt_path)
     return trainer
 
@@ -225,7 +232,7 @@ def test_esrgan_preset_is_the_papers_setup():
         "model=esrgan", "data.patch_size=128", "data.batch_size=16", "trainer.max_steps=400000"
     )
     lit = cfg.model.lit
-    assert lit._target_ == "medsr.lit.ESRGANModule"
+    assert lit._target_ == "medsr.training.esrgan_module.ESRGANModule"
     assert (cfg.model.arch, dict(cfg.model.net)) == (
         "rrdbnet",
         {"num_feat": 64, "num_block": 23, "num_grow_ch": 32},
@@ -364,7 +371,7 @@ def test_non_finite_losses_skip_then_stop(crops, caplog):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             batch["lr"][0, 0, 0, 0] = float("nan")
 
-    with caplog.at_level(logging.WARNING, logger="medsr.lit.esrgan_module"):
+    with caplog.at_level(logging.WARNING, logger="medsr.training.esrgan_module"):
         with pytest.raises(
             MedsrError, match=r"3 iterations in a row had a non-finite loss.*model.lit.optimizer.lr"
         ):

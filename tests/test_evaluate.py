@@ -10,25 +10,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from PIL import Image
 
-from helpers import run_module
+from helpers import compose_config, run_module
+from medsr.data.convert import to_float_tensor
 from medsr.data.fov import load_mask
-from medsr.data.io import read_image, to_float_tensor
+from medsr.data.image_io import read_image
 from medsr.errors import ConfigError, DataError, WeightsError
 from medsr.evaluate import evaluate
+from medsr.evaluation.results import ROW_FIELDS, markdown_table
 from medsr.metrics import psnr_y, ssim_y
 from medsr.models import build_model, load_pretrained, save_weights
 from medsr.ops import imresize, mod_crop, quantize, self_ensemble
-from medsr.results import ROW_FIELDS, markdown_table
 from medsr.results import main as results_main
 
 PUBLISHED = {  # (set, scale): (PSNR dB, SSIM), the bicubic rows of the EDSR/RCAN papers
-    ("Set5", 2): (33.66, 0.9299), ("Set5", 3): (30.39, 0.8682), ("Set5", 4): (28.42, 0.8104),
-    ("Set14", 2): (30.24, 0.8688), ("Set14", 3): (27.55, 0.7742), ("Set14", 4): (26.00, 0.7027),
-    ("B100", 2): (29.56, 0.8431), ("B100", 3): (27.21, 0.7385), ("B100", 4): (25.96, 0.6675),
-}  # fmt: skip
+    ("Set5", 2): (33.66, 0.9299),
+    ("Set5", 3): (30.39, 0.8682),
+    ("Set5", 4): (28.42, 0.8104),
+    ("Set14", 2): (30.24, 0.8688),
+    ("Set14", 3): (27.55, 0.7742),
+    ("Set14", 4): (26.00, 0.7027),
+    ("B100", 2): (29.56, 0.8431),
+    ("B100", 3): (27.21, 0.7385),
+    ("B100", 4): (25.96, 0.6675),
+}
 N_IMAGES = {"Set5": 5, "Set14": 14, "B100": 100}
 
 
@@ -40,8 +46,7 @@ def count_panels(figure: Image.Image, top: int, height: int) -> int:
 
 
 def eval_cfg(*overrides: str):
-    with initialize_config_module("medsr.conf", version_base="1.3"):
-        return compose("evaluate", overrides=["progress=false", *overrides])
+    return compose_config("evaluate", "progress=false", *overrides)
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +65,16 @@ def weights(tmp_path_factory) -> dict[str, Path]:
 def test_bicubic_table_through_the_cli_reproduces_published_numbers(shared_data, tmp_path):
     """All nine published numbers, in one multirun over the scales (one process)."""
     proc = run_module(
-        "medsr.evaluate", "-m", "model=bicubic", f"data.root={shared_data / 'benchmark'}",
-        "data.sets=[Set5,Set14,B100]", "scale=2,3,4", f"hydra.sweep.dir={tmp_path}", "progress=false",
+        "medsr.evaluate",
+        "-m",
+        "model=bicubic",
+        f"data.root={shared_data / 'benchmark'}",
+        "data.sets=[Set5,Set14,B100]",
+        "scale=2,3,4",
+        f"hydra.sweep.dir={tmp_path}",
+        "progress=false",
         run_dir=tmp_path / "unused",
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("| Method | Scale | Set5 | Set14 | B100 |") == 3
     assert "Protocol: Y channel" in proc.stdout and "4 px border removed" in proc.stdout
@@ -74,9 +85,16 @@ def test_bicubic_table_through_the_cli_reproduces_published_numbers(shared_data,
         assert row["n_images"] == N_IMAGES[row["dataset"]]
         want_psnr, want_ssim = PUBLISHED[(row["dataset"], row["scale"])]
         where = f"{row['dataset']} x{row['scale']}: {row['psnr']:.4f} / {row['ssim']:.5f}"
-        assert abs(row["psnr"] - want_psnr) <= 0.025 and abs(row["ssim"] - want_ssim) <= 0.0012, where
+        assert abs(row["psnr"] - want_psnr) <= 0.025 and abs(row["ssim"] - want_ssim) <= 0.0012, (
+            where
+        )
     job = next(tmp_path.glob("*_x4"))
-    assert {p.name for p in job.iterdir()} >= {"results.json", "results.csv", "results.md", "per_image.csv"}
+    assert {p.name for p in job.iterdir()} >= {
+        "results.json",
+        "results.csv",
+        "results.md",
+        "per_image.csv",
+    }
     with open(job / "per_image.csv") as f:
         per_image = list(csv.DictReader(f))
     assert len(per_image) == 119 and {"baby", "bridge", "253027"} <= {r["image"] for r in per_image}
@@ -93,17 +111,25 @@ def fundus_root(shared_data, tmp_path_factory) -> Path:
         (root / "DRIVE" / sub).mkdir(parents=True)
     for n in ("01", "02"):
         os.symlink(drive / "images" / f"{n}_test.png", root / "DRIVE" / "HR" / f"{n}_test.png")
-        os.symlink(drive / "mask" / f"{n}_test_mask.png", root / "DRIVE" / "mask" / f"{n}_test_mask.png")
+        os.symlink(
+            drive / "mask" / f"{n}_test_mask.png", root / "DRIVE" / "mask" / f"{n}_test_mask.png"
+        )
     return root
 
 
 @torch.no_grad()
 def test_several_models_fov_metrics_and_figures_in_one_table(fundus_root, weights, tmp_path):
     cfg = eval_cfg(
-        f"data.root={fundus_root}", "data.sets=[DRIVE]", "data.fov_sets=[DRIVE]", "scale=4",
-        f"ckpt={weights['edsr']}", f"ckpts={{rcan: {weights['rcan']}}}", "baselines=[bicubic,nearest]",
-        "figures=true", "data.num_workers=0",
-    )  # fmt: skip
+        f"data.root={fundus_root}",
+        "data.sets=[DRIVE]",
+        "data.fov_sets=[DRIVE]",
+        "scale=4",
+        f"ckpt={weights['edsr']}",
+        f"ckpts={{rcan: {weights['rcan']}}}",
+        "baselines=[bicubic,nearest]",
+        "figures=true",
+        "data.num_workers=0",
+    )
     rows = evaluate(cfg, tmp_path)
     assert [r["method"] for r in rows] == ["Bicubic", "Nearest", "EDSR", "RCAN"]
     assert all(r["n_images"] == 2 and "psnr_fov" in r and "ssim_fov" in r for r in rows)
@@ -111,15 +137,21 @@ def test_several_models_fov_metrics_and_figures_in_one_table(fundus_root, weight
     # Independent computation of EDSR's numbers on the first image, whole image and inside the FOV.
     drive = fundus_root / "DRIVE"
     hr = mod_crop(to_float_tensor(read_image(drive / "HR" / "01_test.png"))[None], 4)
-    mask = torch.from_numpy(load_mask(drive / "mask" / "01_test_mask.png"))[None, None, : hr.shape[-2], : hr.shape[-1]]
+    mask = torch.from_numpy(load_mask(drive / "mask" / "01_test_mask.png"))[
+        None, None, : hr.shape[-2], : hr.shape[-1]
+    ]
     net = build_model("edsr", 4, num_feat=8, num_block=1)
     load_pretrained(net, weights["edsr"])
     sr = quantize(net.eval()(quantize(imresize(hr, 1 / 4))))
     with open(tmp_path / "per_image.csv") as f:
-        mine = next(r for r in csv.DictReader(f) if r["method"] == "EDSR" and r["image"] == "01_test")
+        mine = next(
+            r for r in csv.DictReader(f) if r["method"] == "EDSR" and r["image"] == "01_test"
+        )
     assert float(mine["psnr"]) == pytest.approx(float(psnr_y(sr, hr, 4)[0]), abs=1e-6)
     assert float(mine["ssim"]) == pytest.approx(float(ssim_y(sr, hr, 4)[0]), abs=1e-6)
-    assert float(mine["psnr_fov"]) == pytest.approx(float(psnr_y(sr, hr, 4, mask=mask)[0]), abs=1e-6)
+    assert float(mine["psnr_fov"]) == pytest.approx(
+        float(psnr_y(sr, hr, 4, mask=mask)[0]), abs=1e-6
+    )
     assert float(mine["psnr_fov"]) != pytest.approx(float(mine["psnr"]), abs=0.1)
     # Markdown: one line per method, whole-image and FOV columns.
     md = (tmp_path / "results.md").read_text()
@@ -135,9 +167,17 @@ def test_self_ensemble_crop_border_and_figure_without_bicubic_row(samples_dir, w
     """tta=x8 rows are marked '+' and equal the ensemble computed directly; crop_border is used;
     the figure shows bicubic even when it is not a row."""
     cfg = eval_cfg(
-        f"data.root={samples_dir}", "data.sets=[val]", "scale=4", f"ckpt={weights['edsr']}", "tta=x8",
-        "crop_border=0", "baselines=[]", "data.num_workers=0", "figures=true", "figure_images=[microaneurysms]",
-    )  # fmt: skip
+        f"data.root={samples_dir}",
+        "data.sets=[val]",
+        "scale=4",
+        f"ckpt={weights['edsr']}",
+        "tta=x8",
+        "crop_border=0",
+        "baselines=[]",
+        "data.num_workers=0",
+        "figures=true",
+        "figure_images=[microaneurysms]",
+    )
     rows = evaluate(cfg, tmp_path)
     assert [r["method"] for r in rows] == ["EDSR+"] and rows[0]["n_images"] == 3
     assert "x8 self-ensemble" in rows[0]["protocol"] and "0 px border" in rows[0]["protocol"]
@@ -168,19 +208,54 @@ def test_self_ensemble_crop_border_and_figure_without_bicubic_row(samples_dir, w
 )
 def test_clear_errors(samples_dir, weights, tmp_path, overrides, error, match):
     subs = {"edsr": weights["edsr"], "missing": tmp_path / "nowhere"}
-    cfg = eval_cfg(f"data.root={samples_dir}", "data.sets=[val]", *(o.format(**subs) for o in overrides))
+    cfg = eval_cfg(
+        f"data.root={samples_dir}", "data.sets=[val]", *(o.format(**subs) for o in overrides)
+    )
     with pytest.raises(error, match=match):
         evaluate(cfg, tmp_path)
 
 
 def test_markdown_table_layout_and_merge(tmp_path, capsys):
     rows = [
-        {"method": "Bicubic", "scale": 4, "dataset": "Set5", "psnr": 28.4213, "ssim": 0.81044, "n_images": 5, "protocol": "p4"},
-        {"method": "EDSR", "scale": 4, "dataset": "Set5", "psnr": 32.46, "ssim": 0.8968, "n_images": 5, "protocol": "p4"},
-        {"method": "Bicubic", "scale": 2, "dataset": "Set5", "psnr": 33.66, "ssim": 0.9299, "n_images": 5, "protocol": "p2"},
-        {"method": "EDSR", "scale": 4, "dataset": "DRIVE", "psnr": 45.1, "ssim": 0.97, "n_images": 20,
-         "protocol": "p4", "psnr_fov": 40.0, "ssim_fov": 0.9},
-    ]  # fmt: skip
+        {
+            "method": "Bicubic",
+            "scale": 4,
+            "dataset": "Set5",
+            "psnr": 28.4213,
+            "ssim": 0.81044,
+            "n_images": 5,
+            "protocol": "p4",
+        },
+        {
+            "method": "EDSR",
+            "scale": 4,
+            "dataset": "Set5",
+            "psnr": 32.46,
+            "ssim": 0.8968,
+            "n_images": 5,
+            "protocol": "p4",
+        },
+        {
+            "method": "Bicubic",
+            "scale": 2,
+            "dataset": "Set5",
+            "psnr": 33.66,
+            "ssim": 0.9299,
+            "n_images": 5,
+            "protocol": "p2",
+        },
+        {
+            "method": "EDSR",
+            "scale": 4,
+            "dataset": "DRIVE",
+            "psnr": 45.1,
+            "ssim": 0.97,
+            "n_images": 20,
+            "protocol": "p4",
+            "psnr_fov": 40.0,
+            "ssim_fov": 0.9,
+        },
+    ]
     assert markdown_table(rows).splitlines() == [
         "| Method | Scale | Set5 | DRIVE | DRIVE (FOV) |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -190,6 +265,8 @@ def test_markdown_table_layout_and_merge(tmp_path, capsys):
     ]
     for i, part in enumerate((rows[:2], rows[2:])):
         (tmp_path / f"{i}.json").write_text(json.dumps(part))
-    results_main([str(tmp_path / "0.json"), str(tmp_path / "1.json"), "--out", str(tmp_path / "merged")])
+    results_main(
+        [str(tmp_path / "0.json"), str(tmp_path / "1.json"), "--out", str(tmp_path / "merged")]
+    )
     assert "| Bicubic | x2 | 33.66 / 0.9299 | - | - |" in capsys.readouterr().out
     assert len(json.loads((tmp_path / "merged" / "results.json").read_text())) == 4

@@ -1,4 +1,4 @@
-"""Comparison figures (medsr.figures): crop choice, layout, panel count, captions."""
+"""Comparison figures (medsr.evaluation.figures): crop choice, layout, panel count, captions."""
 
 from __future__ import annotations
 
@@ -7,8 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-from medsr.data.io import read_image, to_float_tensor
-from medsr.figures import GAP, comparison_figure, metric_caption, most_detailed_box, thesis_figure
+from medsr.data.convert import to_float_tensor
+from medsr.data.image_io import read_image
+from medsr.evaluation.figures import (
+    GAP,
+    comparison_figure,
+    metric_caption,
+    most_detailed_box,
+    thesis_figure,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +41,11 @@ def test_most_detailed_box_finds_the_textured_part(photo):
 def test_thesis_figure_layout_and_panel_count(photo, tmp_path):
     box = (100, 200, 48, 64)
     sr = (photo * 0.9).clamp(0, 1)
-    panels = [("GT", photo), (metric_caption("Bicubic", 25.1234, 0.71234), sr), (metric_caption("EDSR", 27.5, 0.8), photo)]
+    panels = [
+        ("GT", photo),
+        (metric_caption("Bicubic", 25.1234, 0.71234), sr),
+        (metric_caption("EDSR", 27.5, 0.8), photo),
+    ]
     figure = thesis_figure(photo, panels, box, panel_size=96, title="val / chelsea, x4")
     path = tmp_path / "figure.png"
     figure.save(path)

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 import medsr
-from helpers import official_esrgan_file, run_module
-from medsr.config import register_resolvers
+from helpers import compose_config, official_esrgan_file, run_module
 from medsr.errors import ConfigError, WeightsError
 from medsr.interpolate import interpolate, interpolate_weights
 from medsr.models import build_model, load_pretrained, read_spec, save_weights
@@ -67,9 +65,13 @@ def test_cli_blends_two_medsr_files(tmp_path):
     save_weights(net_b, tmp_path / "gan.safetensors")
     out = tmp_path / "out" / "interp.safetensors"
     run = run_module(
-        "medsr.interpolate", f"a={tmp_path / 'psnr.pth'}", f"b={tmp_path / 'gan.safetensors'}", "alpha=0.8",
-        f"out={out}", run_dir=tmp_path,
-    )  # fmt: skip
+        "medsr.interpolate",
+        f"a={tmp_path / 'psnr.pth'}",
+        f"b={tmp_path / 'gan.safetensors'}",
+        "alpha=0.8",
+        f"out={out}",
+        run_dir=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.strip().splitlines()[-1] == str(out)
     assert read_spec(out) == net_a.medsr_spec  # the result rebuilds itself for medsr.predict
@@ -86,10 +88,7 @@ def test_cli_blends_two_medsr_files(tmp_path):
 
 
 def compose_interpolate(*overrides: str):
-    register_resolvers()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="interpolate", overrides=list(overrides))
-
+    return compose_config("interpolate", *overrides)
 
 
 def test_official_files_need_the_network_named(tmp_path):

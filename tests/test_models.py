@@ -139,7 +139,9 @@ def test_rrdbnet_init_is_kaiming_scaled_by_0_1():
 
 
 def test_unknown_model_names_setting_and_choices():
-    with pytest.raises(ConfigError, match=r"model='srcnn'.*bicubic, bilinear, edsr, nearest, rcan, rrdbnet"):
+    with pytest.raises(
+        ConfigError, match=r"model='srcnn'.*bicubic, bilinear, edsr, nearest, rcan, rrdbnet"
+    ):
         build_model("srcnn", 2)
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
-from helpers import run_module
-from medsr.data.io import read_image, write_image
+from helpers import compose_config, run_module
+from medsr.data.image_io import read_image, write_image
 from medsr.errors import ConfigError, DataError, WeightsError
-from medsr.inference import Upscaler
+from medsr.evaluation.inference import Upscaler, upscale_array
 from medsr.models import build_model, save_weights
 from medsr.ops import imresize
-from medsr.predict import predict, upscale_array
+from medsr.predict import predict
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +38,9 @@ def images(tmp_path_factory, samples_dir, photo) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     camera = read_image(samples_dir / "train" / "camera.png")[200:236, 180:228]  # gray, 8-bit
     deep = lambda a: a.astype(np.uint16) * 257 + rng.integers(0, 257, a.shape, dtype=np.uint16)  # noqa: E731
-    alpha = np.linspace(0, 255, photo.shape[1], dtype=np.uint8)[None, :, None].repeat(photo.shape[0], 0)
+    alpha = np.linspace(0, 255, photo.shape[1], dtype=np.uint8)[None, :, None].repeat(
+        photo.shape[0], 0
+    )
     arrays = {
         "rgb8.png": photo,
         "gray16.png": deep(camera[..., :1]),
@@ -59,42 +60,73 @@ def reference(net, image: np.ndarray) -> np.ndarray:
     x = torch.from_numpy(image.astype(np.float32) / max_value).permute(2, 0, 1)[None]
     with torch.no_grad():
         colour = x[:, :3]
-        out = net(colour.expand(-1, 3, -1, -1)).mean(1, keepdim=True) if colour.shape[1] == 1 else net(colour)
+        out = (
+            net(colour.expand(-1, 3, -1, -1)).mean(1, keepdim=True)
+            if colour.shape[1] == 1
+            else net(colour)
+        )
         if x.shape[1] == 4:
             out = torch.cat([out, imresize(x[:, 3:], 2)], dim=1)
-    return np.floor(out.clamp(0, 1)[0].permute(1, 2, 0).numpy().astype(np.float64) * max_value + 0.5)
+    return np.floor(
+        out.clamp(0, 1)[0].permute(1, 2, 0).numpy().astype(np.float64) * max_value + 0.5
+    )
 
 
 def predict_cfg(*overrides: str):
-    with initialize_config_module("medsr.conf", version_base="1.3"):
-        return compose("predict", overrides=["progress=false", *overrides])
+    return compose_config("predict", "progress=false", *overrides)
 
 
 def test_cli_upscales_every_kind_and_reports_the_bad_file(tmp_path, images, ckpt, tiny_net):
     out = tmp_path / "out"
     proc = run_module(
-        "medsr.predict", f"ckpt={ckpt}", f"input={images['folder']}", f"output={out}",
-        "tile=24", "tile_overlap=12", "progress=false", run_dir=tmp_path / "run",
-    )  # fmt: skip
+        "medsr.predict",
+        f"ckpt={ckpt}",
+        f"input={images['folder']}",
+        f"output={out}",
+        "tile=24",
+        "tile_overlap=12",
+        "progress=false",
+        run_dir=tmp_path / "run",
+    )
     assert proc.returncode == 1, proc.stderr  # something failed ...
     log = proc.stdout + proc.stderr
     assert "bad.png" in log and "1 of 5 images failed" in log and "Traceback" not in log
-    assert sorted(p.name for p in out.iterdir()) == ["gray16.png", "rgb16.png", "rgb8.png", "rgba.png"]
-    for name, written in [("rgb8.png", "rgb8.png"), ("gray16.png", "gray16.png"), ("rgb16.tif", "rgb16.png"), ("rgba.png", "rgba.png")]:
+    assert sorted(p.name for p in out.iterdir()) == [
+        "gray16.png",
+        "rgb16.png",
+        "rgb8.png",
+        "rgba.png",
+    ]
+    for name, written in [
+        ("rgb8.png", "rgb8.png"),
+        ("gray16.png", "gray16.png"),
+        ("rgb16.tif", "rgb16.png"),
+        ("rgba.png", "rgba.png"),
+    ]:
         src, result = images[name], read_image(out / written)
-        assert result.dtype == src.dtype and result.shape == (2 * src.shape[0], 2 * src.shape[1], src.shape[2])
+        assert result.dtype == src.dtype and result.shape == (
+            2 * src.shape[0],
+            2 * src.shape[1],
+            src.shape[2],
+        )
         # tiles of 24 with an overlap covering the receptive field: the untiled result
         diff = np.abs(result.astype(np.float64) - reference(tiny_net, src))
         level = 257 if src.dtype == np.uint16 else 1  # one 8-bit level
         assert diff.max() <= level, name
-    assert (read_image(out / "gray16.png") % 257 != 0).any()  # 16-bit output is not 8-bit in disguise
+    assert (
+        read_image(out / "gray16.png") % 257 != 0
+    ).any()  # 16-bit output is not 8-bit in disguise
 
 
 def test_cli_config_error_is_one_line_and_exit_code_2(tmp_path, images, ckpt):
     proc = run_module(
-        "medsr.predict", f"ckpt={ckpt}", "model=rcan", f"input={images['folder']}", f"output={tmp_path}",
+        "medsr.predict",
+        f"ckpt={ckpt}",
+        "model=rcan",
+        f"input={images['folder']}",
+        f"output={tmp_path}",
         run_dir=tmp_path / "run",
-    )  # fmt: skip
+    )
     assert proc.returncode == 2
     assert "holds edsr weights but model= builds rcan" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -113,7 +145,14 @@ def test_cross_faded_tiles_stay_close_to_untiled(photo, ckpt):
 
 
 def test_image_smaller_than_the_tile_runs_whole(tmp_path, images, ckpt, tiny_net):
-    failed = predict(predict_cfg(f"ckpt={ckpt}", f"input={images['folder'] / 'rgb8.png'}", f"output={tmp_path}", "tile=512"))
+    failed = predict(
+        predict_cfg(
+            f"ckpt={ckpt}",
+            f"input={images['folder'] / 'rgb8.png'}",
+            f"output={tmp_path}",
+            "tile=512",
+        )
+    )
     assert failed == []
     result = read_image(tmp_path / "rgb8.png")
     assert np.abs(result - reference(tiny_net, images["rgb8.png"])).max() <= 1
@@ -141,7 +180,11 @@ def test_official_release_needs_model_and_scale(tmp_path, images, tiny_net):
 )
 def test_bad_settings(tmp_path, images, ckpt, overrides, error, match):
     with pytest.raises(error, match=match):
-        predict(predict_cfg(f"ckpt={ckpt}", f"input={images['folder']}", f"output={tmp_path}", *overrides))
+        predict(
+            predict_cfg(
+                f"ckpt={ckpt}", f"input={images['folder']}", f"output={tmp_path}", *overrides
+            )
+        )
 
 
 def test_folder_without_images_and_unwritable_output(tmp_path, images, ckpt):
@@ -153,18 +196,36 @@ def test_folder_without_images_and_unwritable_output(tmp_path, images, ckpt):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with pytest.raises(DataError, match="cannot write to output="):
-        predict(predict_cfg(f"ckpt={ckpt}", f"input={images['folder']}", f"output={blocker / 'sub'}"))
+        predict(
+            predict_cfg(f"ckpt={ckpt}", f"input={images['folder']}", f"output={blocker / 'sub'}")
+        )
     with pytest.raises(DataError, match="does not exist"):
-        predict(predict_cfg(f"ckpt={ckpt}", f"input={tmp_path / 'missing'}", f"output={tmp_path / 'o'}"))
+        predict(
+            predict_cfg(f"ckpt={ckpt}", f"input={tmp_path / 'missing'}", f"output={tmp_path / 'o'}")
+        )
 
 
 def test_output_may_not_overwrite_the_input(images, ckpt):
     with pytest.raises(ConfigError, match="would overwrite the input"):
-        predict(predict_cfg(f"ckpt={ckpt}", f"input={images['folder']}", f"output={images['folder']}", "format=same"))
+        predict(
+            predict_cfg(
+                f"ckpt={ckpt}",
+                f"input={images['folder']}",
+                f"output={images['folder']}",
+                "format=same",
+            )
+        )
 
 
 def test_jpeg_cannot_hold_16_bit_and_the_file_is_reported(tmp_path, images, ckpt):
-    failed = predict(predict_cfg(f"ckpt={ckpt}", f"input={images['folder'] / 'gray16.png'}", f"output={tmp_path}", "format=jpg"))
+    failed = predict(
+        predict_cfg(
+            f"ckpt={ckpt}",
+            f"input={images['folder'] / 'gray16.png'}",
+            f"output={tmp_path}",
+            "format=jpg",
+        )
+    )
     assert len(failed) == 1 and "JPEG cannot hold" in failed[0][1]
 
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medsr.data.io import read_image, to_float_tensor
+from medsr.data.convert import to_float_tensor
+from medsr.data.image_io import read_image
 from medsr.errors import ConfigError, MedsrError
 from medsr.models import build_model
 from medsr.ops import quantize, receptive_radius, self_ensemble, tiled_forward
@@ -33,7 +34,10 @@ def nearest(x: torch.Tensor, scale: int = 2) -> torch.Tensor:
     return F.interpolate(x.float(), scale_factor=scale, mode="nearest")
 
 
-@pytest.mark.parametrize(("length", "tile", "overlap"), [(100, 40, 8), (101, 100, 40), (300, 256, 32), (4000, 256, 32), (50, 20, 15)])
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap"),
+    [(100, 40, 8), (101, 100, 40), (300, 256, 32), (4000, 256, 32), (50, 20, 15)],
+)
 def test_axis_windows_cover_the_axis_with_the_requested_overlap(length, tile, overlap):
     windows = axis_windows(length, tile, overlap)
     sizes = {b - a for a, b in windows}
@@ -177,7 +181,9 @@ def test_self_ensemble_is_equivariant_and_exact_for_equivariant_fns(image):
     x = image[..., :40, :48]
     ens = self_ensemble(net, x)
     for k, flip in DIHEDRAL:
-        assert torch.allclose(self_ensemble(net, dihedral(x, k, flip)), dihedral(ens, k, flip), atol=1e-5)
+        assert torch.allclose(
+            self_ensemble(net, dihedral(x, k, flip)), dihedral(ens, k, flip), atol=1e-5
+        )
     assert torch.allclose(self_ensemble(nearest, x), nearest(x), atol=1e-6)
     assert not torch.allclose(ens, net(x), atol=1e-4)  # a random net is not equivariant itself
 

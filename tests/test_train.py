@@ -7,11 +7,9 @@ import json
 import re
 
 import pytest
-from hydra import compose, initialize_config_module
 
-from helpers import FAST_TRAIN, TINY_EDSR, run_module
-from medsr.config import register_resolvers
-from medsr.results import protocol_words
+from helpers import FAST_TRAIN, TINY_EDSR, compose_config, run_module
+from medsr.evaluation.results import protocol_words
 
 MODELS = ["edsr_baseline", "edsr", "rcan", "rrdbnet"]
 SUMMARY = re.compile(
@@ -22,9 +20,7 @@ SUMMARY = re.compile(
 
 
 def compose_train(*overrides: str):
-    register_resolvers()
-    with initialize_config_module(config_module="medsr.conf", version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+    return compose_config("train", *overrides)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -32,7 +28,7 @@ def test_model_configs_compose_and_build(model):
     from medsr.models import build_model
 
     cfg = compose_train(f"model={model}", "scale=4")
-    assert cfg.model.lit._target_ == "medsr.lit.SRModule"
+    assert cfg.model.lit._target_ == "medsr.training.sr_module.SRModule"
     assert cfg.data.scale == 4  # the one top-level scale reaches the data
     net = build_model(cfg.model.arch, cfg.scale, **cfg.model.net)
     assert net.medsr_spec["arch"] == cfg.model.arch
@@ -45,27 +41,45 @@ def test_run_name_follows_basicsr_convention():
 
 
 def test_short_training_run(tmp_path):
-    run = run_module("medsr.train", *TINY_EDSR, *FAST_TRAIN, "data=samples", "scale=2", run_dir=tmp_path)
+    run = run_module(
+        "medsr.train", *TINY_EDSR, *FAST_TRAIN, "data=samples", "scale=2", run_dir=tmp_path
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     summary = SUMMARY.search(run.stdout)
     assert summary, run.stdout[-2000:]
     assert summary["task"] == "train" and summary["scale"] == "2" and summary["n"] == "3"
-    assert float(summary["gain"]) == pytest.approx(float(summary["psnr"]) - float(summary["base"]), abs=0.011)
+    assert float(summary["gain"]) == pytest.approx(
+        float(summary["psnr"]) - float(summary["base"]), abs=0.011
+    )
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "comparison.png").is_file()
     results = json.loads((tmp_path / "results.json").read_text())
     assert [r["method"] for r in results] == ["EDSR_f8b1", "Bicubic"]
-    # The same protocol words as medsr.evaluate writes, so tables from both entry points merge.
-    assert results[0]["protocol"] == protocol_words(2, 2, results[0]["protocol"].split("; ")[3], "32-true")
+    # The same protocol words as medsr.evaluate writes, so tables from both entry points merge;
+    # the held-out scores are computed in float32 whatever the training precision.
+    assert results[0]["protocol"] == protocol_words(
+        2, 2, results[0]["protocol"].split("; ")[3], "32"
+    )
     rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
     logged = {key for row in rows for key, value in row.items() if value}
-    assert {"train/l_pix", "val/psnr_y", "val/ssim_y", "val/psnr_y_best", "perf/data_wait_frac"} <= logged
+    assert {
+        "train/l_pix",
+        "val/psnr_y",
+        "val/ssim_y",
+        "val/psnr_y_best",
+        "perf/data_wait_frac",
+    } <= logged
 
 
 def test_quickstart_preset_on_short_schedule(tmp_path):
     run = run_module(
-        "medsr.train", "experiment=quickstart", "trainer.max_steps=6", "trainer.val_check_interval=3",
-        "data.num_workers=0", "data.batch_size=4", run_dir=tmp_path,
+        "medsr.train",
+        "experiment=quickstart",
+        "trainer.max_steps=6",
+        "trainer.val_check_interval=3",
+        "data.num_workers=0",
+        "data.batch_size=4",
+        run_dir=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     lines = [line for line in run.stdout.splitlines() if line.startswith("quickstart: ")]

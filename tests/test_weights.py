@@ -20,7 +20,7 @@ from torch import nn
 
 from medsr.errors import WeightsError
 from medsr.models import build_model, load_pretrained, read_spec, save_weights
-from medsr.models.weight_files import read_state_dict
+from medsr.models.weights.files import read_state_dict
 
 DIV2K = (0.4488, 0.4371, 0.4040)
 

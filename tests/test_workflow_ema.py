@@ -12,12 +12,12 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
-from medsr.callbacks import EMAWeights
 from medsr.errors import ConfigError
-from medsr.export import export_generator
-from medsr.lit import SRModule
 from medsr.models import build_model, load_pretrained
-from medsr.models.weights import read_state_dict
+from medsr.models.weights.export import export_generator
+from medsr.models.weights.files import read_state_dict
+from medsr.training import SRModule
+from medsr.training.callbacks import EMAWeights
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*isinstance\\(treespec, LeafSpec\\)")
 DECAY = 0.5  # large steps, so the average is far from the raw weights after a few updates
@@ -63,30 +63,52 @@ def reference_ema(raw_steps: list[dict], decay: float) -> dict:
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("ema")
     pl.seed_everything(0)
-    module = SRModule(build_model("edsr", 2, num_feat=8, num_block=1), 2, optimizer=partial(torch.optim.Adam, lr=1e-2))
+    module = SRModule(
+        build_model("edsr", 2, num_feat=8, num_block=1),
+        2,
+        optimizer=partial(torch.optim.Adam, lr=1e-2),
+    )
     recorder = Recorder()
-    checkpoint = ModelCheckpoint(dirpath=root, filename="best", monitor="val/psnr_y", mode="max", save_last=True)
+    checkpoint = ModelCheckpoint(
+        dirpath=root, filename="best", monitor="val/psnr_y", mode="max", save_last=True
+    )
     trainer = pl.Trainer(
-        max_steps=6, val_check_interval=3, check_val_every_n_epoch=None, accelerator="cpu", logger=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        max_steps=6,
+        val_check_interval=3,
+        check_val_every_n_epoch=None,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
         callbacks=[EMAWeights(DECAY), recorder, checkpoint],
-    )  # fmt: skip
+    )
     train = DataLoader(Patches(12, 16), batch_size=2, shuffle=True)
     trainer.fit(module, train, DataLoader(Patches(2, 24), batch_size=1))
-    return {"module": module, "trainer": trainer, "recorder": recorder, "ckpt": root / "last.ckpt", "root": root}
+    return {
+        "module": module,
+        "trainer": trainer,
+        "recorder": recorder,
+        "ckpt": root / "last.ckpt",
+        "root": root,
+    }
 
 
 def assert_state_equal(actual: dict, expected: dict, **tol) -> None:
     assert actual.keys() == expected.keys()
     for key in expected:
-        torch.testing.assert_close(actual[key], expected[key], msg=key, **(tol or {"rtol": 1e-6, "atol": 1e-7}))
+        torch.testing.assert_close(
+            actual[key], expected[key], msg=key, **(tol or {"rtol": 1e-6, "atol": 1e-7})
+        )
 
 
 def test_average_follows_the_ema_formula_and_ends_in_the_network(trained):
     raw = trained["recorder"].raw
     assert len(raw) == 6
     expected = reference_ema(raw, DECAY)
-    assert_state_equal(trained["module"].net.state_dict(), expected)  # training ends with the average
+    assert_state_equal(
+        trained["module"].net.state_dict(), expected
+    )  # training ends with the average
     assert not torch.allclose(expected["conv_first.weight"], raw[-1]["conv_first.weight"])
 
 
@@ -100,7 +122,9 @@ def test_validation_runs_on_the_average(trained):
 def test_checkpoint_keeps_the_average_for_readers_and_the_raw_weights_for_training(trained):
     ckpt = torch.load(trained["ckpt"], weights_only=True)
     raw, ema = trained["recorder"].raw[-1], reference_ema(trained["recorder"].raw, DECAY)
-    assert_state_equal({k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}, ema)
+    assert_state_equal(
+        {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}, ema
+    )
     assert_state_equal(ckpt["medsr_ema"]["net"], raw, rtol=0, atol=0)
     assert ckpt["medsr_ema"]["decay"] == DECAY and int(ckpt["medsr_ema"]["n_averaged"]) == 6
     # What evaluate / predict / init_from load from the checkpoint: the average.
@@ -111,7 +135,9 @@ def test_checkpoint_keeps_the_average_for_readers_and_the_raw_weights_for_traini
 def test_testing_the_checkpoint_uses_the_average(trained):
     module = SRModule(build_model("edsr", 2, num_feat=8, num_block=1), 2, optimizer=None)
     trainer = trained["trainer"]  # the EMA callback is still attached, as in medsr.train
-    trainer.test(module, DataLoader(Patches(2, 24), batch_size=1), ckpt_path=trained["ckpt"], verbose=False)
+    trainer.test(
+        module, DataLoader(Patches(2, 24), batch_size=1), ckpt_path=trained["ckpt"], verbose=False
+    )
     assert_state_equal(module.net.state_dict(), reference_ema(trained["recorder"].raw, DECAY))
 
 
@@ -122,10 +148,16 @@ def test_exported_file_holds_params_and_params_ema(trained, tmp_path):
     assert set(content) == {"params", "params_ema", "medsr_spec"}
     raw, ema = trained["recorder"].raw[-1], reference_ema(trained["recorder"].raw, DECAY)
     # Stored in the file's value range; read back through the loader for the comparison.
-    assert_state_equal(load_pretrained(copy.deepcopy(net), path).state_dict(), ema)  # params_ema preferred
+    assert_state_equal(
+        load_pretrained(copy.deepcopy(net), path).state_dict(), ema
+    )  # params_ema preferred
     as_raw = read_state_dict(path, param_key="params")[0]
-    assert not torch.allclose(as_raw["conv_first.weight"], content["params_ema"]["conv_first.weight"])
-    assert_state_equal(load_pretrained(copy.deepcopy(net), path, param_key="params").state_dict(), raw)
+    assert not torch.allclose(
+        as_raw["conv_first.weight"], content["params_ema"]["conv_first.weight"]
+    )
+    assert_state_equal(
+        load_pretrained(copy.deepcopy(net), path, param_key="params").state_dict(), raw
+    )
     flat = export_generator(net, trained["ckpt"], tmp_path / "EDSR_x2.safetensors")
     assert_state_equal(load_pretrained(copy.deepcopy(net), flat).state_dict(), ema)
 

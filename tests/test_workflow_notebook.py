@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from medsr.data.io import read_image, to_float_tensor
+from medsr.data.convert import to_float_tensor
+from medsr.data.image_io import read_image
 from medsr.metrics import psnr_y
 from medsr.ops import imresize, mod_crop, quantize
 
@@ -25,7 +26,12 @@ def test_quickstart_notebook_runs_and_shows_scores_and_crops(tmp_path, monkeypat
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("MEDSR_OUTPUTS", str(tmp_path))  # no earlier run: the notebook trains one
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=240,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    )
     client.execute()  # raises CellExecutionError with the failing cell's traceback
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
@@ -40,5 +46,12 @@ def test_quickstart_notebook_runs_and_shows_scores_and_crops(tmp_path, monkeypat
     assert float(rows["bicubic"]) == pytest.approx(float(psnr_y(bicubic, hr, s)[0]), abs=0.006)
     (png,) = [o["data"]["image/png"] for o in outputs if o.output_type == "display_data"]
     figure = Image.open(io.BytesIO(base64.b64decode(png)))
-    assert figure.width >= 4 * 96 * 3 and figure.height >= 96 * 3  # LR | bicubic | SR | HR crops at 3x
-    assert torch.load(next(tmp_path.glob("quickstart/*/*/checkpoints/*.ckpt")), weights_only=True)["global_step"] == 40
+    assert (
+        figure.width >= 4 * 96 * 3 and figure.height >= 96 * 3
+    )  # LR | bicubic | SR | HR crops at 3x
+    assert (
+        torch.load(next(tmp_path.glob("quickstart/*/*/checkpoints/*.ckpt")), weights_only=True)[
+            "global_step"
+        ]
+        == 40
+    )

@@ -14,20 +14,19 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset
 
-from helpers import run_module
-from medsr.callbacks import AtomicCheckpointIO, EMAWeights, ResumeState, atomic_torch_save
-from medsr.config import register_resolvers
+from helpers import compose_config, run_module
 from medsr.data.degrade import eval_batch, train_batch
 from medsr.errors import ConfigError
-from medsr.lit import SRModule
+from medsr.files import atomic_torch_save
 from medsr.models import build_model
-from medsr.resume import resume_checkpoint
+from medsr.training import SRModule
+from medsr.training.callbacks import AtomicCheckpointIO, EMAWeights, ResumeState
+from medsr.training.resume import resume_checkpoint
 
 TESTS = Path(__file__).parent
 # Lightning's notes on what these tests do on purpose (resume into another folder, sized streams).
@@ -49,41 +48,35 @@ class KillAt(pl.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-# -- the mechanism, on a stream that can say where it is --------------------------------------
+# -- the mechanism, on a stream seeded per epoch from the torch RNG (as PatchDataset) ------------
 class Stream(IterableDataset):
-    """Random uint8 HR batches; ``state_dict`` / ``load_state_dict`` give the stream position and an
-    interrupted epoch continues with its remaining batches (the contract ResumeState relies on)."""
+    """Random uint8 HR batches; every epoch starts from a seed drawn from torch's global RNG, as
+    PatchDataset in the main process and fresh DataLoader workers do."""
 
     def __init__(self, length: int) -> None:
-        self.length, self.pos, self.rng = length, 0, np.random.default_rng(0)
+        self.length = length
 
     def __iter__(self):
-        if self.pos >= self.length:
-            self.pos = 0
-        while self.pos < self.length:
-            self.pos += 1
-            yield {"hr": torch.from_numpy(self.rng.integers(0, 256, (2, 3, 16, 16), dtype=np.uint8))}
-
-    def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "pos": self.pos}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.rng.bit_generator.state, self.pos = state["rng"], state["pos"]
-
-
-class SizedStream(Stream):
-    """With a length, Lightning does not fetch ahead (without one it fetches one batch ahead)."""
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+        for _ in range(self.length):
+            yield {"hr": torch.from_numpy(rng.integers(0, 256, (2, 3, 16, 16), dtype=np.uint8))}
 
     def __len__(self) -> int:
         return self.length
 
 
 class StreamData(pl.LightningDataModule):
-    def __init__(self, length: int, sized: bool = True) -> None:
+    def __init__(self, length: int) -> None:
         super().__init__()
-        self.stream = SizedStream(length) if sized else Stream(length)
+        self.stream = Stream(length)
         rng = np.random.default_rng(5)
-        self.val = [{"hr": torch.from_numpy(rng.integers(0, 256, (3, 24, 24), dtype=np.uint8)), "name": f"v{i}"} for i in range(2)]
+        self.val = [
+            {
+                "hr": torch.from_numpy(rng.integers(0, 256, (3, 24, 24), dtype=np.uint8)),
+                "name": f"v{i}",
+            }
+            for i in range(2)
+        ]
 
     def train_dataloader(self):
         return DataLoader(self.stream, batch_size=None)
@@ -93,22 +86,44 @@ class StreamData(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         # As medsr's DataModules: random dihedral augmentation on the device (global torch RNG).
-        return eval_batch(batch, 2) if "name" in batch else train_batch(batch, 2, augment=self.trainer.training)
+        return (
+            eval_batch(batch, 2)
+            if "name" in batch
+            else train_batch(batch, 2, augment=self.trainer.training)
+        )
 
 
-def fit_stream(root: Path, epoch_length: int, ckpt: Path | None = None, sized: bool = True) -> pl.Trainer:
+def fit_stream(root: Path, epoch_length: int, ckpt: Path | None = None) -> pl.Trainer:
     pl.seed_everything(0, workers=True)
     net = build_model("edsr", 2, num_feat=8, num_block=1)
-    module = SRModule(net, 2, optimizer=partial(torch.optim.Adam, lr=1e-3),
-                      scheduler=partial(torch.optim.lr_scheduler.MultiStepLR, milestones=[10], gamma=0.5))  # fmt: skip
-    checkpoints = ModelCheckpoint(dirpath=root, filename="step{step}", monitor="val/psnr_y", mode="max",
-                                  save_top_k=-1, save_last=True, auto_insert_metric_name=False)  # fmt: skip
+    module = SRModule(
+        net,
+        2,
+        optimizer=partial(torch.optim.Adam, lr=1e-3),
+        scheduler=partial(torch.optim.lr_scheduler.MultiStepLR, milestones=[10], gamma=0.5),
+    )
+    checkpoints = ModelCheckpoint(
+        dirpath=root,
+        filename="step{step}",
+        monitor="val/psnr_y",
+        mode="max",
+        save_top_k=-1,
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
     trainer = pl.Trainer(
-        max_steps=12, val_check_interval=4, check_val_every_n_epoch=None, accelerator="cpu", logger=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        callbacks=[checkpoints, ResumeState(), EMAWeights(0.9)], plugins=[AtomicCheckpointIO()],
-    )  # fmt: skip
-    trainer.fit(module, StreamData(epoch_length, sized), ckpt_path=ckpt)
+        max_steps=12,
+        val_check_interval=4,
+        check_val_every_n_epoch=None,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[checkpoints, ResumeState(), EMAWeights(0.9)],
+        plugins=[AtomicCheckpointIO()],
+    )
+    trainer.fit(module, StreamData(epoch_length), ckpt_path=ckpt)
     return trainer
 
 
@@ -125,37 +140,48 @@ def assert_same_training_state(a: dict, b: dict) -> None:
     assert a["lr_schedulers"] == b["lr_schedulers"]
 
 
-@pytest.mark.parametrize(
-    ("epoch_length", "sized"), [(5, True), (4, True), (3, True), (5, False)],
-    ids=["mid-epoch", "epoch-end", "after-epoch-end", "mid-epoch-fetched-ahead"],
-)  # fmt: skip
-def test_resumed_run_is_bit_identical_with_a_resumable_stream(tmp_path, epoch_length, sized):
-    fit_stream(tmp_path / "a", epoch_length, sized=sized)
-    fit_stream(tmp_path / "b", epoch_length, ckpt=tmp_path / "a" / "step8.ckpt", sized=sized)
+@pytest.mark.parametrize("epoch_length", [4, 2], ids=["one-epoch-per-validation", "two-epochs"])
+def test_run_resumed_at_an_epoch_end_is_bit_identical(tmp_path, epoch_length):
+    fit_stream(tmp_path / "a", epoch_length)
+    fit_stream(tmp_path / "b", epoch_length, ckpt=tmp_path / "a" / "step8.ckpt")
     a = torch.load(tmp_path / "a" / "step12.ckpt", weights_only=True)
     b = torch.load(tmp_path / "b" / "step12.ckpt", weights_only=True)
     assert_same_training_state(a, b)
-    assert not torch.equal(a["state_dict"]["net.conv_first.weight"], a["medsr_ema"]["net"]["conv_first.weight"])
+    assert not torch.equal(
+        a["state_dict"]["net.conv_first.weight"], a["medsr_ema"]["net"]["conv_first.weight"]
+    )
 
 
-def test_resume_without_the_rng_and_stream_state_differs(tmp_path):
-    """The reference of the test above: the same resume, with the state ResumeState adds removed."""
+def test_resume_mid_epoch_says_that_other_patches_follow(tmp_path):
     fit_stream(tmp_path / "a", 5)
+    with pytest.warns(UserWarning, match="from the middle of an epoch.*other patches"):
+        fit_stream(tmp_path / "b", 5, ckpt=tmp_path / "a" / "step8.ckpt")
+    b = torch.load(tmp_path / "b" / "step12.ckpt", weights_only=True)
+    assert b["global_step"] == 12
+
+
+def test_resume_without_the_rng_state_differs(tmp_path):
+    """The reference of the exact resume above: the same resume, with ResumeState's state removed."""
+    fit_stream(tmp_path / "a", 4)
     ckpt = torch.load(tmp_path / "a" / "step8.ckpt", weights_only=True)
     del ckpt["medsr_resume"]
     torch.save(ckpt, tmp_path / "bare.ckpt")
-    with pytest.warns(UserWarning, match="no RNG or data-stream state"):
-        fit_stream(tmp_path / "b", 5, ckpt=tmp_path / "bare.ckpt")
+    with pytest.warns(UserWarning, match="no RNG state"):
+        fit_stream(tmp_path / "b", 4, ckpt=tmp_path / "bare.ckpt")
     a = torch.load(tmp_path / "a" / "step12.ckpt", weights_only=True)
     b = torch.load(tmp_path / "b" / "step12.ckpt", weights_only=True)
-    assert not torch.equal(a["state_dict"]["net.conv_first.weight"], b["state_dict"]["net.conv_first.weight"])
+    assert not torch.equal(
+        a["state_dict"]["net.conv_first.weight"], b["state_dict"]["net.conv_first.weight"]
+    )
 
 
 # -- the real entry point, killed with SIGKILL ------------------------------------------------
 def small_val_dir(root: Path, samples_dir: Path) -> Path:
     """Two small validation images (whole-image validation of the 1411 px retina takes seconds)."""
     root.mkdir(parents=True, exist_ok=True)
-    Image.open(samples_dir / "val" / "chelsea.png").crop((100, 50, 196, 146)).save(root / "chelsea.png")
+    Image.open(samples_dir / "val" / "chelsea.png").crop((100, 50, 196, 146)).save(
+        root / "chelsea.png"
+    )
     Image.open(samples_dir / "val" / "microaneurysms.png").save(root / "microaneurysms.png")
     return root
 
@@ -165,26 +191,47 @@ def entry_args(samples_dir: Path, val_dir: Path) -> list[str]:
     # last.ckpt) every 4 steps, at epoch ends. Workers are started afresh each epoch from seeds
     # drawn from the restored RNG, so the data stream resumes exactly without a stateful dataset.
     return [
-        "model.net.num_feat=8", "model.net.num_block=1", "model.ema_decay=0.9", "scale=2",
-        "trainer=cpu", "trainer.max_steps=8", "trainer.val_check_interval=4", "trainer.log_every_n_steps=1",
-        "trainer.enable_progress_bar=false", "data=folder", f"data.train_dirs=[{samples_dir / 'train'}]",
-        f"data.val_dirs=[{val_dir}]", "data.patch_size=32", "data.batch_size=2", "data.patches_per_image=1",
-        "data.num_workers=1", "data.persistent_workers=false",
-        "test_after_fit=false", "comparison_figure=false", "export_weights=false",
-    ]  # fmt: skip
+        "model.net.num_feat=8",
+        "model.net.num_block=1",
+        "model.ema_decay=0.9",
+        "scale=2",
+        "trainer=cpu",
+        "trainer.max_steps=8",
+        "trainer.val_check_interval=4",
+        "trainer.log_every_n_steps=1",
+        "trainer.enable_progress_bar=false",
+        "data=folder",
+        f"data.train_dirs=[{samples_dir / 'train'}]",
+        f"data.val_dirs=[{val_dir}]",
+        "data.patch_size=32",
+        "data.batch_size=2",
+        "data.patches_per_image=1",
+        "data.num_workers=1",
+        "data.persistent_workers=false",
+        "test_after_fit=false",
+        "comparison_figure=false",
+        "export_weights=false",
+    ]
 
 
 @pytest.mark.slow
 def test_killed_entry_point_run_resumes_to_the_same_weights(tmp_path, samples_dir, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    )
     args = entry_args(samples_dir, small_val_dir(tmp_path / "val", samples_dir))
     whole = run_module("medsr.train", *args, run_dir=tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr[-3000:]
     kill = ["+callbacks.kill._target_=test_workflow_resume.KillAt", "+callbacks.kill.step=6"]
     killed = run_module("medsr.train", *args, *kill, run_dir=tmp_path / "run")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
-    resumed = run_module("medsr.train", *args, "resume=auto", run_dir=tmp_path / "run")  # the same command + resume=auto
+    assert (
+        torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+        == 4
+    )
+    resumed = run_module(
+        "medsr.train", *args, "resume=auto", run_dir=tmp_path / "run"
+    )  # the same command + resume=auto
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     output = resumed.stdout + resumed.stderr
     assert "resume=auto: resuming from" in output and "draws other patches" not in output
@@ -198,9 +245,7 @@ def test_killed_entry_point_run_resumes_to_the_same_weights(tmp_path, samples_di
 
 # -- checkpoint files and finding them --------------------------------------------------------
 def test_trainer_config_writes_checkpoints_atomically():
-    register_resolvers()
-    with initialize_config_module(config_module="medsr.conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["trainer=cpu", "trainer.default_root_dir=."])
+    cfg = compose_config("train", "trainer=cpu", "trainer.default_root_dir=.")
     trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
@@ -211,7 +256,7 @@ def test_a_save_interrupted_midway_leaves_the_previous_file_intact(tmp_path, mon
 
     def dying_save(obj, f, *args, **kwargs):
         real_save(obj, f, *args, **kwargs)
-        f.truncate(10)  # half-written file, then the process "dies"
+        os.truncate(f, 10)  # half-written file, then the process "dies"
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", dying_save)
@@ -230,9 +275,18 @@ def test_resume_auto_finds_this_run_else_the_newest_earlier_run(tmp_path, monkey
     name = "EDSR_x2_f8b1_samples_12_B2"
     here = tmp_path / "outputs" / "train" / name / "2026-03-01"
     assert resume_checkpoint("auto", None, here, "train", name) is None  # nothing yet: a new run
-    old = atomic_torch_save({"step": 4}, tmp_path / "outputs" / "train" / name / "2026-01-01" / "checkpoints" / "last.ckpt")
-    new = atomic_torch_save({"step": 8}, tmp_path / "multirun" / "train" / "2026-02-01" / f"0_{name}" / "checkpoints" / "last.ckpt")
-    other = atomic_torch_save({"step": 9}, tmp_path / "outputs" / "train" / "RCAN_x2" / "2026-04-01" / "checkpoints" / "last.ckpt")
+    old = atomic_torch_save(
+        {"step": 4},
+        tmp_path / "outputs" / "train" / name / "2026-01-01" / "checkpoints" / "last.ckpt",
+    )
+    new = atomic_torch_save(
+        {"step": 8},
+        tmp_path / "multirun" / "train" / "2026-02-01" / f"0_{name}" / "checkpoints" / "last.ckpt",
+    )
+    other = atomic_torch_save(
+        {"step": 9},
+        tmp_path / "outputs" / "train" / "RCAN_x2" / "2026-04-01" / "checkpoints" / "last.ckpt",
+    )
     broken = tmp_path / "outputs" / "train" / name / "2026-02-15" / "checkpoints" / "last.ckpt"
     broken.parent.mkdir(parents=True)
     broken.write_bytes(new.read_bytes()[:100])  # e.g. written by a tool without atomic saves
@@ -241,7 +295,9 @@ def test_resume_auto_finds_this_run_else_the_newest_earlier_run(tmp_path, monkey
     mine = atomic_torch_save({"step": 2}, here / "checkpoints" / "last.ckpt")
     os.utime(mine, (1e9, 1e9))  # older, but this run's own folder comes first
     assert Path(resume_checkpoint("auto", None, here, "train", name)) == mine
-    assert resume_checkpoint(str(old.parents[1]), None, here, "train", name) == str(old)  # a run folder
+    assert resume_checkpoint(str(old.parents[1]), None, here, "train", name) == str(
+        old
+    )  # a run folder
     assert resume_checkpoint(None, str(other), here, "train", name) == str(other)
     assert resume_checkpoint(None, None, here, "train", name) is None
     with pytest.raises(ConfigError, match="either ckpt_path"):
@@ -256,20 +312,38 @@ def test_last_checkpoint_is_rewritten_at_every_validation_even_without_improveme
     """Lightning 2.6's save_last only rewrites last.ckpt along with a new best checkpoint; resume
     points must not depend on the validation score (a GAN's PSNR need not rise), and the end of
     training is one even between validations."""
-    from medsr.train import instantiate_group
+    from medsr.training.factory import instantiate_group
 
-    register_resolvers()
     folder = tmp_path / "checkpoints"
-    with initialize_config_module(config_module="medsr.conf", version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[
-            f"callbacks.model_checkpoint.dirpath={folder}", f"callbacks.last_checkpoint.dirpath={folder}",
-            "~callbacks.val_images", "~callbacks.lr_monitor",
-        ])  # fmt: skip
-    module = SRModule(build_model("edsr", 2, num_feat=8, num_block=1), 2, optimizer=partial(torch.optim.SGD, lr=0.0))
-    trainer = pl.Trainer(max_steps=7, val_check_interval=2, check_val_every_n_epoch=None, accelerator="cpu", logger=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         callbacks=instantiate_group(cfg.callbacks))  # fmt: skip
+    cfg = compose_config(
+        "train",
+        f"callbacks.model_checkpoint.dirpath={folder}",
+        f"callbacks.last_checkpoint.dirpath={folder}",
+        "~callbacks.val_images",
+        "~callbacks.lr_monitor",
+    )
+    module = SRModule(
+        build_model("edsr", 2, num_feat=8, num_block=1),
+        2,
+        optimizer=partial(torch.optim.SGD, lr=0.0),
+    )
+    trainer = pl.Trainer(
+        max_steps=7,
+        val_check_interval=2,
+        check_val_every_n_epoch=None,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=instantiate_group(cfg.callbacks),
+    )
     trainer.fit(module, StreamData(100))  # lr 0: the same PSNR at every validation
-    assert [p.name for p in sorted(folder.glob("step*.ckpt"))] == [Path(trainer.checkpoint_callback.best_model_path).name]
-    assert trainer.checkpoint_callback.best_model_path.endswith(".ckpt") and "step0000002" in trainer.checkpoint_callback.best_model_path
+    assert [p.name for p in sorted(folder.glob("step*.ckpt"))] == [
+        Path(trainer.checkpoint_callback.best_model_path).name
+    ]
+    assert (
+        trainer.checkpoint_callback.best_model_path.endswith(".ckpt")
+        and "step0000002" in trainer.checkpoint_callback.best_model_path
+    )
     assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 7

@@ -14,27 +14,43 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from medsr.lit import SRModule
 from medsr.models import build_model
-from medsr.train import compile_networks
+from medsr.training import SRModule
+from medsr.training.factory import compile_networks
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*isinstance\\(treespec, LeafSpec\\)"),
-    pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no `val_dataloader`"),
+    pytest.mark.filterwarnings(
+        "ignore:You defined a `validation_step` but have no `val_dataloader`"
+    ),
 ]
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
 
 
 def fit_two_steps(compiled: bool, channels_last: bool) -> SRModule:
     torch.manual_seed(0)
-    module = SRModule(build_model("edsr", 2, num_feat=8, num_block=1), 2,
-                      optimizer=partial(torch.optim.SGD, lr=0.1), channels_last=channels_last)  # fmt: skip
+    module = SRModule(
+        build_model("edsr", 2, num_feat=8, num_block=1),
+        2,
+        optimizer=partial(torch.optim.SGD, lr=0.1),
+        channels_last=channels_last,
+    )
     if compiled:
         compile_networks(module)
     g = torch.Generator().manual_seed(1)
-    data = [{"lr": torch.rand(3, 8, 8, generator=g), "hr": torch.rand(3, 16, 16, generator=g)} for _ in range(4)]
-    trainer = pl.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    data = [
+        {"lr": torch.rand(3, 8, 8, generator=g), "hr": torch.rand(3, 16, 16, generator=g)}
+        for _ in range(4)
+    ]
+    trainer = pl.Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     trainer.fit(module, DataLoader(data, batch_size=2))
     return module
 
@@ -51,13 +67,29 @@ def test_compiled_channels_last_training_matches_eager_and_keeps_checkpoint_keys
 
 def test_throughput_benchmark_prints_a_row_per_switch():
     run = subprocess.run(
-        [sys.executable, str(BENCHMARK), "--models", "edsr", "--steps", "1", "--warmup", "1", "--no-compile"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(BENCHMARK),
+            "--models",
+            "edsr",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--no-compile",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     rows = [line.split("|")[1:-1] for line in run.stdout.splitlines() if line.startswith("| edsr")]
     settings = [(r[3].strip(), r[4].strip(), r[5].strip()) for r in rows]
-    assert settings == [("32-true", "off", "off"), ("32-true", "on", "off"), ("bf16-mixed", "off", "off")]
+    assert settings == [
+        ("32-true", "off", "off"),
+        ("32-true", "on", "off"),
+        ("bf16-mixed", "off", "off"),
+    ]
     for r in rows[:2]:  # float32 rows: steps/s and images/s = steps/s x batch
         steps, images = float(r[7]), float(r[8])
         assert steps > 0 and abs(images - 4 * steps) <= 0.1 + 1e-3 * images

@@ -18,7 +18,12 @@ from PIL import Image
 
 pytestmark = pytest.mark.slow
 
-TINY_RRDB = ["model=rrdbnet", "model.net.num_feat=8", "model.net.num_block=1", "model.net.num_grow_ch=4"]
+TINY_RRDB = [
+    "model=rrdbnet",
+    "model.net.num_feat=8",
+    "model.net.num_block=1",
+    "model.net.num_grow_ch=4",
+]
 RUN = "RRDBNet_x{}_f8b1g4_folder_4_B2"
 
 
@@ -54,11 +59,20 @@ def wandb_run(job_dir: Path) -> dict:
     for record in read_wandb_records(run_file):
         kind = record.WhichOneof("record_type")
         if kind == "run":
-            out.update(name=record.run.display_name, group=record.run.run_group, tags=list(record.run.tags))
+            out.update(
+                name=record.run.display_name, group=record.run.run_group, tags=list(record.run.tags)
+            )
         elif kind == "config":
-            out["config"].update({item.key: json.loads(item.value_json) for item in record.config.update})
+            out["config"].update(
+                {item.key: json.loads(item.value_json) for item in record.config.update}
+            )
         elif kind == "history":
-            out["history"].append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item})
+            out["history"].append(
+                {
+                    item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                    for item in record.history.item
+                }
+            )
         elif kind == "metric" and record.metric.summary.max:
             out["summary_max"].add(record.metric.name)
         elif kind == "files":
@@ -71,18 +85,39 @@ def sweep(tmp_path_factory, samples_dir):
     root = tmp_path_factory.mktemp("sweep")
     val = root / "val"
     val.mkdir()
-    Image.open(samples_dir / "val" / "chelsea.png").crop((100, 50, 196, 146)).save(val / "chelsea.png")
-    Image.open(samples_dir / "val" / "microaneurysms.png").crop((0, 0, 96, 96)).save(val / "microaneurysms.png")
+    Image.open(samples_dir / "val" / "chelsea.png").crop((100, 50, 196, 146)).save(
+        val / "chelsea.png"
+    )
+    Image.open(samples_dir / "val" / "microaneurysms.png").crop((0, 0, 96, 96)).save(
+        val / "microaneurysms.png"
+    )
     args = [
-        *TINY_RRDB, "scale=2,3,4", "trainer=cpu", "trainer.max_steps=4", "trainer.val_check_interval=2",
-        "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false", "data=folder",
-        f"data.train_dirs=[{samples_dir / 'train'}]", f"data.val_dirs=[{val}]", "data.patch_size=48",
-        "data.batch_size=2", "data.num_workers=0", "logger=[csv,wandb]",
-        "callbacks.val_images.every_n_validations=2", "comparison_figure=false",
-    ]  # fmt: skip
+        *TINY_RRDB,
+        "scale=2,3,4",
+        "trainer=cpu",
+        "trainer.max_steps=4",
+        "trainer.val_check_interval=2",
+        "trainer.log_every_n_steps=1",
+        "trainer.enable_progress_bar=false",
+        "data=folder",
+        f"data.train_dirs=[{samples_dir / 'train'}]",
+        f"data.val_dirs=[{val}]",
+        "data.patch_size=48",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "logger=[csv,wandb]",
+        "callbacks.val_images.every_n_validations=2",
+        "comparison_figure=false",
+    ]
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
-    run = subprocess.run([sys.executable, "-m", "medsr.train", "-m", *args], cwd=root, env=env,
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "medsr.train", "-m", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     (sweep_dir,) = (root / "multirun" / "train").iterdir()
     return {"run": run, "dir": sweep_dir, "output": run.stdout + run.stderr}
 
@@ -93,10 +128,15 @@ def test_one_folder_per_job_and_the_sweep_goes_on_past_a_failed_job(sweep):
     assert jobs == [f"{n}_{RUN.format(s)}" for n, s in enumerate((2, 3, 4))]
     rows = list(csv.DictReader(open(sweep["dir"] / "sweep_summary.csv")))
     assert [(r["job"], r["run_name"], r["status"]) for r in rows] == [
-        ("0", RUN.format(2), "ok"), ("1", RUN.format(3), "failed"), ("2", RUN.format(4), "ok")
-    ]  # fmt: skip
+        ("0", RUN.format(2), "ok"),
+        ("1", RUN.format(3), "failed"),
+        ("2", RUN.format(4), "ok"),
+    ]
     assert "scale=3 is not supported by rrdbnet" in rows[1]["error"]
-    assert "1 of 3 jobs failed" in sweep["output"] and "FAILED: scale=3 is not supported" in sweep["output"]
+    assert (
+        "1 of 3 jobs failed" in sweep["output"]
+        and "FAILED: scale=3 is not supported" in sweep["output"]
+    )
     assert "Traceback" not in sweep["output"]
     failed = sweep["dir"] / f"1_{RUN.format(3)}"
     assert "scale=3 is not supported by rrdbnet" in (failed / "train.log").read_text()
@@ -111,7 +151,9 @@ def test_each_job_returns_its_best_validation_psnr_and_leaves_its_results(sweep,
     best = max(float(r["val/psnr_y"]) for r in rows if r.get("val/psnr_y"))
     assert result["status"] == "ok" and result["metric"] == "val/psnr_y_best"
     assert result["value"] == pytest.approx(best, abs=1e-5)
-    assert (job / "checkpoints" / "last.ckpt").is_file() and (job / f"{RUN.format(scale)}.pth").is_file()
+    assert (job / "checkpoints" / "last.ckpt").is_file() and (
+        job / f"{RUN.format(scale)}.pth"
+    ).is_file()
     methods = [r["method"] for r in json.loads((job / "results.json").read_text())]
     assert methods == ["RRDBNet_f8b1g4", "Bicubic"]
 
@@ -128,11 +170,26 @@ def test_wandb_run_holds_scores_losses_lr_pictures_table_and_config(sweep):
     job = sweep["dir"] / f"0_{RUN.format(2)}"
     run = wandb_run(job)
     logged = {key for row in run["history"] for key in row}
-    assert {"train/l_pix", "train/lr", "val/psnr_y", "val/ssim_y", "val/psnr_y_best", "test/psnr_y"} <= logged
-    assert {"val/psnr_y", "val/ssim_y", "val/psnr_y_best"} <= run["summary_max"]  # best values in the run summary
-    psnr = [(row["trainer/global_step"], row["val/psnr_y"]) for row in run["history"] if "val/psnr_y" in row]
+    assert {
+        "train/l_pix",
+        "train/lr",
+        "val/psnr_y",
+        "val/ssim_y",
+        "val/psnr_y_best",
+        "test/psnr_y",
+    } <= logged
+    assert {"val/psnr_y", "val/ssim_y", "val/psnr_y_best"} <= run[
+        "summary_max"
+    ]  # best values in the run summary
+    psnr = [
+        (row["trainer/global_step"], row["val/psnr_y"])
+        for row in run["history"]
+        if "val/psnr_y" in row
+    ]
     csv_rows = list(csv.DictReader(open(job / "csv" / "metrics.csv")))
-    assert [v for _, v in psnr] == pytest.approx([float(r["val/psnr_y"]) for r in csv_rows if r.get("val/psnr_y")])
+    assert [v for _, v in psnr] == pytest.approx(
+        [float(r["val/psnr_y"]) for r in csv_rows if r.get("val/psnr_y")]
+    )
     # Pictures every 2nd validation (validations at steps 2 and 4): once, two images.
     pictures = [row for row in run["history"] if "val/images/filenames" in row]
     assert [row["trainer/global_step"] for row in pictures] == [2]
@@ -145,7 +202,9 @@ def test_wandb_run_holds_scores_losses_lr_pictures_table_and_config(sweep):
     table = json.loads(table_file.read_text())
     rows = [dict(zip(table["columns"], r, strict=True)) for r in table["data"]]
     expected = json.loads((job / "results.json").read_text())
-    assert [(r["method"], r["dataset"], r["n_images"]) for r in rows] == [(r["method"], r["dataset"], r["n_images"]) for r in expected]
+    assert [(r["method"], r["dataset"], r["n_images"]) for r in rows] == [
+        (r["method"], r["dataset"], r["n_images"]) for r in expected
+    ]
     assert [r["psnr"] for r in rows] == pytest.approx([r["psnr"] for r in expected])
     # The resolved config.
     config = run["config"]
@@ -160,8 +219,12 @@ def test_any_exception_fails_only_its_job(tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline"}
     run = subprocess.run(
         [sys.executable, "-m", "medsr.train", "-m", "+trainer.no_such_argument=1,2", "trainer=cpu"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-3000:]
     (sweep_dir,) = (tmp_path / "multirun" / "train").iterdir()

@@ -18,7 +18,7 @@ import math
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
+from torchmetrics import MeanMetric
 
 from medsr.ops.color import rgb_to_y
 
@@ -156,12 +156,12 @@ def ssim_y(sr: Tensor, hr: Tensor, crop_border: int, mask: Tensor | None = None)
     return _masked_mean(_ssim_map(sr_y, hr_y), mask, "ssim_y")
 
 
-class _MeanOverImages(Metric):
-    """Mean of a per-image metric over every image seen; sum + count states reduce under DDP."""
+class _MeanOverImages(MeanMetric):
+    """Mean of a per-image metric over every image seen (torchmetrics' ``MeanMetric``, whose sum and
+    weight states reduce under DDP)."""
 
     is_differentiable = False
     higher_is_better = True
-    full_state_update = False
 
     def __init__(self, crop_border: int, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -170,21 +170,13 @@ class _MeanOverImages(Metric):
                 f"{type(self).__name__}: crop_border must be an int >= 0, got {crop_border!r}"
             )
         self.crop_border = crop_border
-        self.add_state(
-            "total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum"
-        )
-        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.set_dtype(torch.float64)
 
     def _per_image(self, sr: Tensor, hr: Tensor, mask: Tensor | None) -> Tensor:
         raise NotImplementedError
 
     def update(self, sr: Tensor, hr: Tensor, mask: Tensor | None = None) -> None:
-        values = self._per_image(sr, hr, mask)
-        self.total += values.sum()
-        self.count += values.numel()
-
-    def compute(self) -> Tensor:
-        return self.total / self.count  # float64; nan before any update (0 / 0)
+        super().update(self._per_image(sr, hr, mask).double())
 
 
 class PSNRY(_MeanOverImages):

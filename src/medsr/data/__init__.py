@@ -1,8 +1,8 @@
 """Data: image I/O, dataset listings, FOV masks, datasets, device-side degradation, DataModules.
 
 The DataModules (``FolderDataModule``, ``DF2KDataModule``, ``MessidorDataModule``,
-``BenchmarkDataModule``) and ``DataWaitMonitor`` import Lightning; they are loaded on first use
-so that ``medsr.data.io`` stays light for scripts that only read and write images.
+``BenchmarkDataModule``) import Lightning; they are loaded on first use
+so that ``medsr.data.image_io`` stays light for scripts that only read and write images.
 """
 
 from __future__ import annotations
@@ -10,15 +10,14 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "SRDataModule": "medsr.data.datamodule",
-    "FolderDataModule": "medsr.data.datamodule",
-    "DF2KDataModule": "medsr.data.datamodule",
-    "MessidorDataModule": "medsr.data.datamodule",
-    "BenchmarkDataModule": "medsr.data.datamodule",
-    "DataWaitMonitor": "medsr.data.monitor",
-    "read_image": "medsr.data.io",
-    "write_image": "medsr.data.io",
-    "list_images": "medsr.data.io",
+    "SRDataModule": "medsr.data.datamodules",
+    "FolderDataModule": "medsr.data.datamodules",
+    "DF2KDataModule": "medsr.data.datamodules",
+    "MessidorDataModule": "medsr.data.datamodules",
+    "BenchmarkDataModule": "medsr.data.datamodules",
+    "read_image": "medsr.data.image_io",
+    "write_image": "medsr.data.image_io",
+    "list_images": "medsr.data.image_io",
     "fov_mask": "medsr.data.fov",
 }
 

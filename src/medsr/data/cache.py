@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from medsr.data.io import UnreadableImageError, image_info, warn_files
-from medsr.errors import DataError
+from medsr.data.decode import load_training_image
+from medsr.data.image_io import UnreadableImageError, image_info
+from medsr.errors import DataError, warn_files
 
-log = logging.getLogger("medsr.data")
+log = logging.getLogger(__name__)
 
 _VERSION = 1
 
@@ -37,8 +38,6 @@ def default_cache_dir() -> Path:
 
 def _decode(args: tuple) -> tuple[int, np.ndarray | None, np.ndarray | None, str | None]:
     # Top-level so process pools can pickle it under any start method.
-    from medsr.data.datasets import load_training_image
-
     i, record, fov = args
     try:
         image, mask = load_training_image(record, fov)
@@ -68,10 +67,6 @@ class ImageCache:
 
     def __len__(self) -> int:
         return len(self.entries)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(e["h"] * e["w"] * 3 for e in self.entries)
 
     def image(self, i: int) -> np.ndarray:
         if self._images is None:

@@ -9,55 +9,24 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from medsr.data.cache import ImageCache
+from medsr.data.convert import as_uint8, chw_tensor, drop_alpha
+from medsr.data.decode import NO_FOV, FovOptions, load_training_image, too_small
 from medsr.data.fov import fov_mask, load_mask
-from medsr.data.io import as_uint8, drop_alpha, read_image, to_rgb
+from medsr.data.image_io import read_image
 from medsr.data.sources import EvalSet, ImageRecord
 from medsr.errors import DataError
-
-
-@dataclass(frozen=True)
-class FovOptions:
-    """Field-of-view handling: patches with less than ``min_fraction`` inside are redrawn."""
-
-    enabled: bool = False
-    min_fraction: float = 0.5
-    threshold: float | None = None
-    max_tries: int = 50
 
 
 def _dist_rank_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
-
-
-def too_small(path: object, shape: tuple[int, int], patch_size: int) -> DataError:
-    return DataError(
-        f"image {path} is {shape[1]}x{shape[0]}, smaller than the {patch_size}x{patch_size} HR patch; "
-        "lower data.patch_size, remove the image, or set data.skip_bad=true to skip such images."
-    )
-
-
-def load_training_image(
-    record: ImageRecord, fov: FovOptions
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decode one training image as ``(H, W, 3)`` uint8 (gray replicated, alpha dropped, 16 -> 8 bit)
-    and its FOV mask (``None`` when FOV handling is off)."""
-    image = to_rgb(as_uint8(read_image(record.path)))
-    mask = None
-    if fov.enabled:
-        if record.mask_path is not None:
-            mask = load_mask(record.mask_path, image.shape[:2])
-        else:
-            mask = fov_mask(image, fov.threshold)
-    return np.ascontiguousarray(image), mask
 
 
 def patch_position(
@@ -92,7 +61,7 @@ def draw_patches(
     patch_size: int,
     count: int,
     rng: np.random.Generator,
-    fov: FovOptions = FovOptions(),
+    fov: FovOptions = NO_FOV,
 ) -> list[np.ndarray]:
     """``count`` random ``(P, P, 3)`` uint8 patches of an ``(H, W, 3)`` image (see ``patch_position``)."""
     p = patch_size
@@ -139,7 +108,7 @@ class PatchDataset(IterableDataset):
         num_workers: int = 0,
         patches_per_image: int = 32,
         buffer_size: int = 512,
-        fov: FovOptions = FovOptions(),
+        fov: FovOptions = NO_FOV,
         skip_bad: bool = False,
         cache: ImageCache | None = None,
     ) -> None:
@@ -178,9 +147,11 @@ class PatchDataset(IterableDataset):
         wid, workers = (info.id, info.num_workers) if info else (0, 1)
         rank, world = _dist_rank_world()
         key = (wid, workers, rank, world)
-        if self._state is None or self._state.key != key:
+        if info is None or self._state is None or self._state.key != key:
             # DataLoader gives every worker of this iterator the same base seed (+ worker id);
-            # in the main process, draw one from torch's generator (seeded by seed_everything).
+            # in the main process, draw one from torch's generator (seeded by seed_everything)
+            # every epoch, as fresh workers do: a run resumed at an epoch end (RNG restored by
+            # ResumeState) then draws the same patches as an uninterrupted one.
             base = info.seed - info.id if info else int(torch.randint(0, 2**62, ()).item())
             self._state = _WorkerState(self, key, base, rank * workers + wid, world * workers)
         state = self._state
@@ -291,9 +262,9 @@ class EvalDataset(Dataset):
                 f"image {record.path} ({w}x{h}) is smaller than the scale {s}; remove it."
             )
         hr = image[: h - h % s, : w - w % s]
-        item = {"hr": _chw_tensor(hr), "name": record.name, "dataset": self.set.name}
+        item = {"hr": chw_tensor(hr), "name": record.name, "dataset": self.set.name}
         if record.lr_path is not None:
-            item["lr"] = _chw_tensor(self._lr(record, hr))
+            item["lr"] = chw_tensor(self._lr(record, hr))
         if self.set.fov:
             if record.mask_path is not None:
                 mask = load_mask(record.mask_path, (h, w))[: hr.shape[0], : hr.shape[1]]
@@ -318,8 +289,3 @@ class EvalDataset(Dataset):
             # Gray HR with an RGB LR file (R = G = B), or the reverse.
             lr = lr[..., :1] if c == 1 else np.repeat(lr[..., :1], 3, axis=-1)
         return lr
-
-
-def _chw_tensor(a: np.ndarray) -> torch.Tensor:
-    # Pillow's arrays are read-only; torch wants writable memory (copies only when needed).
-    return torch.from_numpy(np.require(a.transpose(2, 0, 1), requirements=["C", "W"]))

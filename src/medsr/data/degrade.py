@@ -42,11 +42,6 @@ def to_unit_float(x: Tensor) -> Tensor:
     return x.float()
 
 
-def quantize16(x: Tensor) -> Tensor:
-    """Clamp to [0, 1] and round to 16-bit levels (k / 65535)."""
-    return torch.floor(x.clamp(0, 1) * 65535 + 0.5) / 65535
-
-
 def bicubic_lr(hr: Tensor, scale: int, bits: int = 8) -> Tensor:
     """The benchmark degradation: MATLAB-bicubic ``imresize(HR, 1/scale)`` rounded to ``bits`` levels.
 
@@ -56,7 +51,7 @@ def bicubic_lr(hr: Tensor, scale: int, bits: int = 8) -> Tensor:
         bits: 8 (the literature's LR files) or 16 (for 16-bit sources).
     """
     lr = imresize(hr, 1.0 / scale)
-    return quantize(lr) if bits == 8 else quantize16(lr)
+    return quantize(lr, bits)
 
 
 def train_batch(

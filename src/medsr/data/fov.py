@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medsr.data.io import IMAGE_EXTENSIONS, read_image
+from medsr.data.image_io import IMAGE_EXTENSIONS, read_image
 
 # Fraction of the way from the surround level to the retina level where the threshold sits.
 _LEVEL = 0.3

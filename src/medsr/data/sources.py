@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from medsr.data.fov import find_mask_file
-from medsr.data.io import list_images
+from medsr.data.image_io import list_images
 from medsr.errors import ConfigError, DataError
 
 DIV2K_URL = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
 FLICKR2K_URL = "https://cv.snu.ac.kr/research/EDSR/Flickr2K.tar"
 MESSIDOR2_URL = "https://www.adcis.net/en/third-party/messidor2/"
+# How LR is made when no LR files come with a set (medsr.data.degrade.bicubic_lr).
+IMRESIZE_PROTOCOL = "LR: MATLAB-bicubic imresize of mod-cropped HR, 8-bit"
 BENCHMARK_URL = "https://cv.snu.ac.kr/research/EDSR/benchmark.tar (EDSR benchmark package)"
 # Benchmark sets in the order of the SR literature's tables; other folders follow, sorted.
 BENCHMARK_ORDER = ("Set5", "Set14", "B100", "BSDS100", "BSDS200", "Urban100", "Manga109")
@@ -42,7 +44,6 @@ class EvalSet:
     name: str
     records: list[ImageRecord]
     fov: bool = False
-    lr_dir: Path | None = None
     protocol: str = ""
 
 
@@ -320,9 +321,8 @@ def benchmark_sets(
             records = [_with_lr(r, lr_dir, scale) for r in records]
             protocol = f"LR: files from LR_bicubic/X{scale}"
         else:
-            lr_dir = None
-            protocol = "LR: MATLAB-bicubic imresize of mod-cropped HR, 8-bit"
-        out.append(EvalSet(str(name), records, fov=fov, lr_dir=lr_dir, protocol=protocol))
+            protocol = IMRESIZE_PROTOCOL
+        out.append(EvalSet(str(name), records, fov=fov, protocol=protocol))
     return out
 
 

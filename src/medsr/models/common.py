@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
@@ -15,16 +15,6 @@ DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 # EDSR/RCAN run their body on the 0-255 scale (the papers, EDSR-PyTorch `rgb_range=255`, BasicSR
 # `img_range=255`); a file trained that way only reproduces its outputs with the same range.
 DEFAULT_IMG_RANGE = 255.0
-
-
-def check_scale(arch: str, scale: object, scales: Sequence[int], why: str = "") -> int:
-    """Return ``scale`` as an int, or raise ConfigError naming ``scale=`` and the valid values."""
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale not in scales:
-        valid = ", ".join(f"scale={s}" for s in scales)
-        raise ConfigError(
-            f"scale={scale!r} is not supported by {arch}; use {valid}.{' ' + why if why else ''}"
-        )
-    return scale
 
 
 def check_positive(arch: str, **values: object) -> None:
@@ -84,6 +74,14 @@ class MeanShift(nn.Module):
         if self.sign < 0:
             return (x - mean) * self.img_range
         return x / self.img_range + mean
+
+
+def model_range(model: nn.Module) -> tuple[Tensor | None, float | None]:
+    """(mean, img_range) of an EDSR/RCAN-style model (its input MeanShift), else (None, None)."""
+    sub = getattr(model, "sub_mean", None)
+    if isinstance(sub, MeanShift):
+        return sub.mean, sub.img_range
+    return None, None
 
 
 class Upsample(nn.Sequential):

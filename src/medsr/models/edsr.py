@@ -1,7 +1,7 @@
 """EDSR (Lim et al., "Enhanced Deep Residual Networks for Single Image Super-Resolution", CVPRW 2017).
 
 Key names follow BasicSR's ``EDSR`` so its files load as they are; EDSR-PyTorch releases are
-converted by :mod:`medsr.models.keymaps`.
+converted by :mod:`medsr.models.weights.keymaps`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from medsr.models.common import (
     Upsample,
     check_positive,
     check_same_channels,
-    check_scale,
 )
 from medsr.models.registry import register_model
+from medsr.ops.scales import check_scale
 
 
 class ResidualBlockNoBN(nn.Module):
@@ -73,7 +73,7 @@ class EDSR(nn.Module):
         rgb_mean: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        self.scale = check_scale("edsr", scale, self.scales)
+        self.scale = check_scale(scale, self.scales, owner="edsr")
         check_positive(
             "edsr",
             num_feat=num_feat,

@@ -22,7 +22,9 @@ class Interpolation(nn.Module):
     def __init__(self, mode: str, scale: int) -> None:
         super().__init__()
         if mode not in INTERPOLATION_MODES:
-            raise ConfigError(f"model={mode!r} is not an interpolation; use one of {INTERPOLATION_MODES}")
+            raise ConfigError(
+                f"model={mode!r} is not an interpolation; use one of {INTERPOLATION_MODES}"
+            )
         self.mode = mode
         self.scale = scale
 

@@ -2,7 +2,7 @@
 Networks", ECCV 2018).
 
 Key names follow BasicSR's ``RCAN`` so its files load as they are; the official RCAN releases
-(EDSR-PyTorch code base) are converted by :mod:`medsr.models.keymaps`.
+(EDSR-PyTorch code base) are converted by :mod:`medsr.models.weights.keymaps`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from medsr.models.common import (
     Upsample,
     check_positive,
     check_same_channels,
-    check_scale,
 )
 from medsr.models.registry import register_model
+from medsr.ops.scales import check_scale
 
 
 class ChannelAttention(nn.Module):
@@ -128,7 +128,7 @@ class RCAN(nn.Module):
         rgb_mean: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        self.scale = check_scale("rcan", scale, self.scales)
+        self.scale = check_scale(scale, self.scales, owner="rcan")
         check_positive(
             "rcan",
             num_feat=num_feat,

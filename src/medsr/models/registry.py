@@ -46,6 +46,11 @@ def model_class(name: str) -> type[nn.Module]:
     return _MODELS[name]
 
 
+def display_name(name: str) -> str:
+    """How tables name the architecture ``name`` (its class name: ``EDSR``, ``RRDBNet``)."""
+    return model_class(name).__name__
+
+
 def arch_name(model: nn.Module) -> str | None:
     """Registered name of ``model``'s architecture (from ``medsr_spec`` or its class), else None."""
     spec = getattr(model, "medsr_spec", None)

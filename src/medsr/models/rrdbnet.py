@@ -2,7 +2,7 @@
 Adversarial Networks", ECCVW 2018), with Real-ESRGAN's x2 variant (Wang et al., ICCVW 2021).
 
 Key names follow BasicSR's ``RRDBNet`` (also Real-ESRGAN's); the original ESRGAN releases are
-converted by :mod:`medsr.models.keymaps`.
+converted by :mod:`medsr.models.weights.keymaps`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medsr.models.common import check_positive, check_scale, scaled_kaiming_init
+from medsr.models.common import check_positive, scaled_kaiming_init
 from medsr.models.registry import register_model
+from medsr.ops.scales import check_scale
 
 _NO_X3 = (
     "RRDBNet upsamples with two nearest-neighbour x2 steps (x4); x2 is the Real-ESRGAN variant "
@@ -97,7 +98,7 @@ class RRDBNet(nn.Module):
         num_out_ch: int = 3,
     ) -> None:
         super().__init__()
-        self.scale = check_scale("rrdbnet", scale, self.scales, _NO_X3)
+        self.scale = check_scale(scale, self.scales, owner="rrdbnet", why=_NO_X3)
         check_positive(
             "rrdbnet",
             num_feat=num_feat,

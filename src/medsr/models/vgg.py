@@ -97,7 +97,7 @@ class VGG19FeatureExtractor(nn.Module):
                 p.requires_grad_(False)
 
     def _load(self, weights_path: str | os.PathLike | None) -> None:
-        from medsr.models.weight_files import read_state_dict
+        from medsr.models.weights.files import read_state_dict
 
         path = Path(weights_path) if weights_path else default_vgg19_path()
         if not path.is_file():

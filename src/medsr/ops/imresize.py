@@ -1,4 +1,4 @@
-"""MATLAB ``imresize(..., 'bicubic')`` for batched tensors, plus the 8-bit boundary helpers.
+"""MATLAB ``imresize(..., 'bicubic')`` for batched tensors, and ``mod_crop``.
 
 The benchmark LR images of the SR literature were made with MATLAB's imresize; every
 published PSNR assumes it. This port follows MATLAB's ``contributions`` exactly (Keys cubic,
@@ -9,7 +9,7 @@ of BasicSR's per-pixel loop, so it runs batched, on any device, and is different
 
 One difference from MATLAB on ``uint8`` images: MATLAB rounds to ``uint8`` between the two
 passes; here the intermediate stays float (as in BasicSR). Round once at the end with
-:func:`quantize`.
+:func:`medsr.ops.quantize`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["imresize", "mod_crop", "quantize"]
+__all__ = ["imresize", "mod_crop"]
 
 # A dimension is split into chunks of output pixels whose input windows span about this
 # many kernel supports: one dense (chunk x window) matmul per chunk keeps the work O(N) and
@@ -178,17 +178,6 @@ def imresize(
     else:
         out = _resize_dim(_resize_dim(work, -1, out_w, scale_w), -2, out_h, scale_h)
     return out.to(x.dtype)
-
-
-def quantize(x: Tensor) -> Tensor:
-    """Clamp to [0, 1] and round to 8-bit levels (k / 255), halves rounded up as MATLAB's uint8.
-
-    The boundary rule for LR inputs and SR outputs: published LR files and SR results are
-    8-bit images. Not differentiable (zero gradient almost everywhere). Half types are
-    rounded in float32 (bfloat16 cannot hold x * 255 to the unit) and cast back.
-    """
-    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    return (torch.floor(work.clamp(0, 1) * 255 + 0.5) / 255).to(x.dtype)
 
 
 def mod_crop(x: Tensor, scale: int) -> Tensor:

@@ -181,6 +181,7 @@ def tiled_forward(
     total, done = len(rows) * len(cols), 0
     out: Tensor | None = None
     if sink is None:
+
         def sink(first: int, block: Tensor) -> None:  # noqa: E306
             nonlocal out
             if out is None:
@@ -218,7 +219,9 @@ def is_out_of_memory(err: BaseException) -> bool:
     if isinstance(err, torch.OutOfMemoryError):
         return True
     msg = str(err)
-    return isinstance(err, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
+    return isinstance(err, RuntimeError) and (
+        "out of memory" in msg or "can't allocate memory" in msg
+    )
 
 
 def tiled_forward_with_fallback(
@@ -251,5 +254,7 @@ def tiled_forward_with_fallback(
                     f"out of memory even with tile={current} and tile_overlap={overlap}; "
                     "lower tile_overlap, use a smaller model, or run on device=cpu"
                 ) from None
-            log.warning("out of memory with tile=%s; retrying with tile=%d", tile or "whole image", smaller)
+            log.warning(
+                "out of memory with tile=%s; retrying with tile=%d", tile or "whole image", smaller
+            )
             tile = smaller

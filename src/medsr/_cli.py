@@ -1,0 +1,60 @@
+"""What every command verb shares: the config resolvers, quiet third-party chatter, and one
+wrapper that turns a user error into one line and exit code 2 (no stack trace)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from typing import TypeVar
+
+from medsr.conf import resolvers as _resolvers  # noqa: F401  (registers the OmegaConf resolvers)
+from medsr.errors import MedsrError
+
+T = TypeVar("T")
+
+USER_ERROR_EXIT = 2
+
+
+def medsr_error(err: BaseException | None) -> MedsrError | None:
+    """The MedsrError behind ``err`` (Hydra and OmegaConf wrap errors raised while instantiating
+    or resolving), or None."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, MedsrError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def run_cli(action: Callable[[], T], log: logging.Logger) -> T:
+    """``action()``; a MedsrError (also wrapped) is logged as one line and exits with code 2.
+    Anything else is a bug in medsr and keeps its traceback."""
+    try:
+        return action()
+    except Exception as err:
+        known = medsr_error(err)
+        if known is None:
+            raise
+        log.error("%s", known)
+        raise SystemExit(USER_ERROR_EXIT) from None
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+def quiet_third_party() -> None:
+    """Drop Lightning's product tips (litlogger / litmodels) and torch's ``LeafSpec`` deprecation
+    raised from inside Lightning's ``_pytree`` helper (idempotent). Real warnings stay: the
+    filters match these exact messages only."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in logger.filters):
+        logger.addFilter(_DropTips())
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
+    )

@@ -1,0 +1,98 @@
+"""OmegaConf resolvers of medsr's configs (``${samples_dir:train}``, ``${kiter:300000}``, ...).
+
+Registered on import; every command verb imports this module before composing."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+
+def samples_dir(split: str = "") -> str:
+    """Folder of the sample images shipped inside the package (``train`` or ``val``)."""
+    root = Path(str(resources.files("medsr") / "samples"))
+    return str(root / split) if split else str(root)
+
+
+def kilo_iterations(steps: int) -> str:
+    """300000 -> '300k' (BasicSR run names); small counts stay as they are."""
+    steps = int(steps)
+    return f"{steps // 1000}k" if steps >= 1000 and steps % 1000 == 0 else str(steps)
+
+
+def auto_precision() -> str:
+    """bf16-mixed where the GPU supports it, 16-mixed on older GPUs, 32-true on CPU.
+
+    bf16 autocast on CPU is hundreds of times slower than float32, so CPU stays float32.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def wandb_offline() -> bool:
+    """Offline unless the user set WANDB_MODE or has credentials (API key or netrc entry)."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"] in ("offline", "dryrun", "disabled")
+    if os.environ.get("WANDB_API_KEY"):
+        return False
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" not in netrc.read_text()
+    except OSError:
+        return True
+
+
+def wandb_group(default: str) -> str:
+    """W&B group: ``<task>_sweep_<sweep folder>`` for the jobs of a multirun (all together), else ``default``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return default
+    hydra_cfg = HydraConfig.get()
+    return f"{hydra_cfg.job.name}_sweep_{Path(hydra_cfg.sweep.dir).name}"
+
+
+def run_dir() -> str | None:
+    """The Hydra run folder of this job, or None outside a Hydra run (tests composing configs)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return str(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
+
+
+def run_tags(run_name: str) -> list[str]:
+    """``EDSR_x2_f256b32_DF2K_300k_B16`` -> ``[EDSR, x2, f256b32, DF2K, 300k, B16]`` (W&B tags)."""
+    return [part for part in str(run_name).split("_") if part]
+
+
+def run_weights(run_name: str) -> str:
+    """Exported weights of the newest finished training run ``run_name`` (see ``medsr.training.resume``)."""
+    from medsr.training.resume import run_weights as find
+
+    return find(run_name)
+
+
+def register_resolvers() -> None:
+    """Register medsr's OmegaConf resolvers (idempotent)."""
+    resolvers = {
+        "samples_dir": samples_dir,
+        "kiter": kilo_iterations,
+        "auto_precision": auto_precision,
+        "wandb_offline": wandb_offline,
+        "wandb_group": wandb_group,
+        "run_tags": run_tags,
+        "run_dir": run_dir,
+        "run_weights": run_weights,
+    }
+    for name, fn in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+register_resolvers()

@@ -1,0 +1,47 @@
+"""DF2K: DIV2K train (800) + Flickr2K (2,650) for training, DIV2K valid for validation."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from medsr.data.datamodules.base import SRDataModule, info
+from medsr.data.sources import (
+    DF2KListing,
+    EvalSet,
+    ImageRecord,
+    df2k_listing,
+)
+
+log = logging.getLogger(__name__)
+
+
+class DF2KDataModule(SRDataModule):
+    """DIV2K (800) + Flickr2K (2,650) training images; validation on DIV2K_valid_HR.
+
+    Args:
+        root: folder holding ``DIV2K_train_HR/``, ``Flickr2K_HR/`` (either may be absent) and
+            ``DIV2K_valid_HR/`` (else ``n_val`` training images are held out).
+        n_val: validation images (first of DIV2K_valid_HR); the test stage uses all of them.
+        **kwargs: the :class:`SRDataModule` options.
+    """
+
+    def __init__(self, root: str = "data/DF2K", n_val: int = 10, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root).expanduser()
+        self.n_val = n_val
+        self._listing: DF2KListing | None = None
+
+    def _listed(self) -> DF2KListing:
+        if self._listing is None:
+            self._listing = df2k_listing(self.root, self.n_val, self.split_seed)
+            self.report = self._listing.report
+            info("%s", self.report)
+        return self._listing
+
+    def _list_train(self) -> list[ImageRecord]:
+        return self._listed().train
+
+    def _list_eval(self, stage: str) -> list[EvalSet]:
+        listing = self._listed()
+        return [EvalSet(listing.val_name, listing.test if stage == "test" else listing.val)]

@@ -1,0 +1,124 @@
+"""MESSIDOR-2 fundus photographs: a seeded train/val/test split, field-of-view aware."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from medsr.data.datamodules.base import SRDataModule, info
+from medsr.data.image_io import list_images
+from medsr.data.sources import (
+    MESSIDOR2_URL,
+    EvalSet,
+    ImageRecord,
+    messidor_images_dir,
+    messidor_split,
+    records_from,
+    write_split,
+)
+
+log = logging.getLogger(__name__)
+
+
+class MessidorDataModule(SRDataModule):
+    """MESSIDOR-2 fundus photographs: a seeded train/val/test split, field-of-view aware.
+
+    The split (1,000 train / 100 test by default, as in the thesis, plus a few validation
+    images) is written as ``messidor_split.csv`` into the run folder (or to ``split_file``);
+    pass that file back as ``data.split_file`` to reuse it, or give your own CSV
+    (``split,image`` rows, image paths relative to ``IMAGES/``).
+
+    Args:
+        root: folder holding ``IMAGES/`` (any case; .png, .jpg, .tif), or the images themselves.
+        n_train, n_val, n_test: split sizes (``n_train=None``: all images not in val/test).
+        split_file: CSV to read when it exists, else where the new split is written.
+        run_dir: the run folder, where a new split is recorded when ``split_file`` is None.
+        mask_dir: FOV masks; None = ``<root>/mask/`` when present, else computed per image.
+        **kwargs: the :class:`SRDataModule` options (``fov`` defaults to True here).
+    """
+
+    def __init__(
+        self,
+        root: str = "data/MESSIDOR-2",
+        n_train: int | None = 1000,
+        n_val: int = 10,
+        n_test: int = 100,
+        split_file: str | None = None,
+        run_dir: str | None = None,
+        fov: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(fov=fov, **kwargs)
+        self.root = Path(root).expanduser()
+        self.n_train, self.n_val, self.n_test = n_train, n_val, n_test
+        self.split_file = Path(split_file).expanduser() if split_file else None
+        self.run_dir = Path(run_dir) if run_dir else None
+        self._split: dict[str, list[ImageRecord]] | None = None
+        self.split_path: Path | None = None
+
+    def _records(self) -> dict[str, list[ImageRecord]]:
+        if self._split is not None:
+            return self._split
+        images_dir = messidor_images_dir(self.root)
+        # Recursive inside IMAGES/; not when the root holds the images next to a mask/ folder.
+        images = list_images(
+            images_dir,
+            recursive=images_dir != self.root,
+            key="data.root",
+            hint=f"MESSIDOR-2 is distributed at {MESSIDOR2_URL}.",
+        )
+        split, how = messidor_split(
+            images,
+            images_dir,
+            self.n_train,
+            self.n_val,
+            self.n_test,
+            self.split_seed,
+            self.split_file,
+        )
+        mask_dir = (
+            (self.mask_dir or _find_child(self.root, ("mask", "masks")))
+            if self.fov.enabled
+            else None
+        )
+        self._split = {k: records_from(v, images_dir, mask_dir) for k, v in split.items()}
+        written = self._save_split(split, images_dir)
+        self.split_path = written or self.split_file
+        counts = " / ".join(f"{len(split[k])} {k}" for k in ("train", "val", "test"))
+        masks = (
+            f"FOV masks from {mask_dir}"
+            if mask_dir
+            else ("FOV masks computed" if self.fov.enabled else "no FOV")
+        )
+        where = f"; written to {written} (reuse with data.split_file={written})" if written else ""
+        self.report = (
+            f"messidor in {images_dir}: {len(images)} images, {how}: {counts}; {masks}{where}"
+        )
+        info("%s", self.report)
+        return self._split
+
+    def _save_split(self, split: dict[str, list[Path]], images_dir: Path) -> Path | None:
+        """Record a new split: at ``split_file`` when given (and absent), else in the run folder."""
+        if self.split_file is not None:
+            target = None if self.split_file.is_file() else self.split_file
+        else:
+            target = self.run_dir / "messidor_split.csv" if self.run_dir else None
+        if target is not None:
+            write_split(target, split, images_dir)
+        return target
+
+    def _list_train(self) -> list[ImageRecord]:
+        return self._records()["train"]
+
+    def _list_eval(self, stage: str) -> list[EvalSet]:
+        records = self._records()["test" if stage == "test" else "val"]
+        return [EvalSet(self.tag or "MESSIDOR2", records, fov=self.fov.enabled)]
+
+
+def _find_child(root: Path, names: tuple[str, ...]) -> Path | None:
+    if not root.is_dir():
+        return None
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and child.name.lower() in names:
+            return child
+    return None

@@ -1,0 +1,314 @@
+"""Applying a trained network to images: network from a weights file, and the :class:`Upscaler`.
+
+Shared by ``medsr.evaluate`` and ``medsr.predict``. The Upscaler runs a network on one image
+of any size and kind: tiles (``medsr.ops.tiling``) with an out-of-memory fallback, x8
+self-ensemble, bf16 autocast on GPUs, grayscale through an RGB network and back, RGBA with the
+alpha channel upscaled by bicubic interpolation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from medsr.errors import ConfigError, DataError, WeightsError
+from medsr.models import build_model, load_pretrained, read_spec
+from medsr.models.interpolation import INTERPOLATION_MODES, Interpolation
+from medsr.models.registry import display_name
+from medsr.ops import imresize
+from medsr.ops.ensemble import self_ensemble
+from medsr.ops.quantize import to_integer
+from medsr.ops.tiling import Sink, receptive_radius, tiled_forward_with_fallback
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "32", "bf16", "16")
+
+
+def parse_tta(value: object) -> bool:
+    """``tta=x8`` -> True; null / none / false -> False."""
+    if value in (None, False, "none", "null", ""):
+        return False
+    if str(value).lower() == "x8":
+        return True
+    raise ConfigError(
+        f"tta={value!r} is not valid; use tta=x8 (geometric self-ensemble) or leave it unset"
+    )
+
+
+def load_network(
+    ckpt: str | None, scale: int | None, model: Mapping | None = None
+) -> tuple[nn.Module, int, str]:
+    """Build the network a weights file holds and load it.
+
+    The file's stored spec (medsr files) decides architecture, size and scale; for files
+    without one (official releases) ``model`` (a model config: ``arch``, ``net``) and
+    ``scale`` describe the network. Interpolation baselines (``arch`` nearest / bilinear /
+    bicubic) need no file.
+
+    Args:
+        ckpt: weights file in any format ``load_pretrained`` accepts, or None for baselines.
+        scale: requested scale; None takes it from the file.
+        model: model config (``arch``, ``tag``, ``net``) or None.
+
+    Returns:
+        (network in eval mode, scale, method name for tables: the config's ``tag`` or the arch).
+
+    Raises:
+        ConfigError: nothing says which network to build, or no file for a learned network.
+        WeightsError: the file holds another architecture or another scale, or does not fit.
+    """
+    arch = model.get("arch") if model else None
+    tag = (model.get("tag") if model else None) or arch
+    if arch in INTERPOLATION_MODES:
+        if ckpt:
+            raise ConfigError(
+                f"model={arch} is an interpolation and takes no weights; drop ckpt={ckpt}"
+            )
+        if scale is None:
+            raise ConfigError(f"model={arch} needs scale=<2|3|4>")
+        return build_model(arch, int(scale)).eval(), int(scale), tag
+    if not ckpt:
+        raise ConfigError(
+            f"model={arch} needs its trained weights: add ckpt=<file> "
+            "(a medsr checkpoint or an official release)"
+            if arch
+            else "say which network to run: ckpt=<weights file> (plus model=<name> for files without a stored config)"
+        )
+    spec = read_spec(ckpt)
+    if spec is not None:
+        if arch and spec["arch"] != arch:
+            raise WeightsError(
+                f"{ckpt} holds {spec['arch']} weights but model= builds {arch}; drop model= or choose a {arch} checkpoint"
+            )
+        if scale is not None and int(spec["scale"]) != int(scale):
+            raise WeightsError(
+                f"{ckpt} holds x{spec['scale']} {spec['arch']} weights but scale={scale}; "
+                f"set scale={spec['scale']} or choose a x{scale} checkpoint"
+            )
+        arch, scale, net_kwargs = spec["arch"], int(spec["scale"]), dict(spec.get("net") or {})
+        tag = tag or display_name(arch)
+    else:
+        if not arch or scale is None:
+            raise ConfigError(
+                f"{ckpt} carries no network description (official releases do not); "
+                "add model=<edsr_baseline|edsr|rcan|rrdbnet|esrgan> and scale=<2|3|4> (and model.net.* for other sizes)"
+            )
+        net_kwargs = (
+            OmegaConf.to_container(model["net"], resolve=True)
+            if isinstance(model["net"], DictConfig)
+            else dict(model["net"] or {})
+        )
+    net = build_model(arch, int(scale), **net_kwargs)
+    try:
+        load_pretrained(net, ckpt)
+    except WeightsError as err:
+        raise WeightsError(
+            f"{err} (network built as {arch} x{scale} {net_kwargs}; check model=, model.net.* and scale=)"
+        ) from None
+    return net.eval(), int(scale), tag
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``auto``/None -> CUDA when available, else CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(
+            f"device={device!r} is not a device; use auto, cpu, cuda or cuda:<n>"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={device} but no CUDA GPU is available; use device=cpu or device=auto"
+        )
+    return dev
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (None = float32).
+
+    ``auto``: bf16 on GPUs that support it, fp16 on older GPUs, float32 on CPU (bf16 on CPU is
+    far slower than float32).
+    """
+    precision = str(precision)
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"precision={precision!r} is not valid; use one of {', '.join(PRECISIONS)}"
+        )
+    if precision == "32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "16":
+        return torch.float16
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def input_channels(net: nn.Module) -> int | None:
+    """Channels the network expects (None: any, as interpolation)."""
+    if isinstance(net, Interpolation):
+        return None
+    spec = getattr(net, "medsr_spec", None) or {}
+    return int((spec.get("net") or {}).get("num_in_ch", 3))
+
+
+class Upscaler:
+    """Run ``net`` on one image of any size, channel count and bit depth.
+
+    Args:
+        net: LR -> SR network on [0, 1] tensors.
+        scale: its upscaling factor.
+        device: where the network runs (the image stays on the host).
+        precision: ``auto`` (bf16 on GPU, float32 on CPU), ``32``, ``bf16`` or ``16``.
+        tta: x8 geometric self-ensemble.
+        tile: tile side in LR pixels (0 = whole image; halved on out-of-memory errors).
+        tile_overlap: LR pixels shared by neighbouring tiles.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        scale: int,
+        device: torch.device | str = "cpu",
+        precision: str = "auto",
+        tta: bool = False,
+        tile: int = 0,
+        tile_overlap: int = 32,
+    ) -> None:
+        if tile < 0 or tile_overlap < 0:
+            raise ConfigError(
+                f"tile={tile} and tile_overlap={tile_overlap} must be >= 0 (tile=0: whole image)"
+            )
+        if tile and tile_overlap >= tile:
+            raise ConfigError(f"tile_overlap={tile_overlap} must be less than tile={tile}")
+        self.device = torch.device(device)
+        # NHWC convolutions are faster on CPUs (oneDNN) and on GPU tensor cores alike.
+        self.channels_last = any(isinstance(m, nn.Conv2d) for m in net.modules())
+        fmt = torch.channels_last if self.channels_last else torch.preserve_format
+        self.net = net.to(self.device, memory_format=fmt).eval()
+        self.scale = scale
+        self.amp = autocast_dtype(precision, self.device)
+        self.tta = tta
+        self.tile = tile
+        self.tile_overlap = tile_overlap
+        self.in_channels = input_channels(net)
+        self.radius = receptive_radius(self.net, channels=self.in_channels or 3)
+        self.tile_used = tile  # after out-of-memory fallbacks
+
+    def _run_net(self, x: Tensor) -> Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def _colour(self, x: Tensor) -> Tensor:
+        """The network on 1- or 3-channel [0, 1] input, adapting the channel count."""
+        c, need = x.shape[1], self.in_channels
+        if need is None or c == need:
+            return self._run_net(x)
+        if c == 1 and need == 3:  # grey through an RGB network, averaged back to one channel
+            return self._run_net(x.expand(-1, 3, -1, -1)).float().mean(dim=1, keepdim=True)
+        if c == 3 and need == 1:  # RGB through a grey network, channel by channel
+            return torch.cat([self._run_net(x[:, i : i + 1]) for i in range(3)], dim=1)
+        raise ConfigError(
+            f"the network takes {need}-channel images; cannot apply it to {c} channels"
+        )
+
+    def window_fn(self, max_value: float) -> Callable[[Tensor], Tensor]:
+        """(1, C, h, w) window of integer levels (or floats in [0, 1] if ``max_value`` is 1)
+        -> (1, C, s*h, s*w) float32 on [0, 1], unclamped."""
+
+        def run(window: Tensor) -> Tensor:
+            x = window.float()
+            if max_value != 1:
+                x = x / max_value
+            colour, alpha = (x[:, :3], x[:, 3:]) if x.shape[1] == 4 else (x, None)
+            amp = (
+                torch.autocast(self.device.type, dtype=self.amp)
+                if self.amp
+                else contextlib.nullcontext()
+            )
+            with torch.inference_mode(), amp:
+                out = self_ensemble(self._colour, colour) if self.tta else self._colour(colour)
+            out = out.float()
+            if alpha is not None:  # alpha is a mask, not texture: plain bicubic
+                with torch.inference_mode():
+                    out = torch.cat([out, imresize(alpha, self.scale)], dim=1)
+            return out
+
+        return run
+
+    def __call__(
+        self,
+        x: Tensor,
+        max_value: float = 1.0,
+        sink: Sink | None = None,
+        on_tile: Callable[[int, int], None] | None = None,
+    ) -> Tensor | None:
+        """Upscale one (1, C, H, W) host tensor (floats in [0, 1], or integer levels up to
+        ``max_value``). Returns the float32 (1, C, sH, sW) output, or None when ``sink``
+        receives it row block by row block (see ``medsr.ops.tiling.tiled_forward``)."""
+        out, self.tile_used = tiled_forward_with_fallback(
+            self.window_fn(max_value),
+            x,
+            self.scale,
+            self.tile,
+            self.tile_overlap,
+            radius=self.radius,
+            device=self.device,
+            sink=sink,
+            on_tile=on_tile,
+        )
+        return out
+
+
+def upscale_array(
+    upscaler: Upscaler,
+    image: np.ndarray,
+    on_tile: Callable[[int, int], None] | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """(H, W, C) uint8/uint16 array -> (sH, sW, C) array of the same dtype.
+
+    The input is read tile by tile from the array itself (no float copy of the image) and the
+    output is written into its final integer array row block by row block.
+
+    Args:
+        upscaler: the network and its tiling settings.
+        image: the input image.
+        on_tile: progress callback ``on_tile(done, total)``.
+        out: optional preallocated (sH, sW, C) array of the image's dtype to write into.
+    """
+    if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3:
+        raise DataError(
+            f"expected an (H, W, C) uint8/uint16 image, got {image.dtype} {image.shape}"
+        )
+    h, w, c = image.shape
+    s = upscaler.scale
+    max_value = float(np.iinfo(image.dtype).max)
+    if out is None:
+        out = np.empty((h * s, w * s, c), dtype=image.dtype)
+    elif out.shape != (h * s, w * s, c) or out.dtype != image.dtype:
+        raise ValueError(
+            f"out must be a {(h * s, w * s, c)} {image.dtype} array, got {out.shape} {out.dtype}"
+        )
+    bits = 8 if image.dtype == np.uint8 else 16
+
+    def sink(first: int, block: torch.Tensor) -> None:
+        out[first : first + block.shape[1]] = to_integer(block, bits).permute(1, 2, 0).numpy()
+
+    with warnings.catch_warnings():  # decoded arrays may be read-only; the view is only read
+        warnings.simplefilter("ignore", UserWarning)
+        x = torch.from_numpy(image).permute(2, 0, 1)[None]  # a view: no copy of the image
+    upscaler(x, max_value=max_value, sink=sink, on_tile=on_tile)
+    return out
