@@ -55,7 +55,9 @@ def room(module: str) -> str:
 
 def test_nothing_imports_a_command_verb():
     graph = modules()
-    offenders = [(m, i) for m, deps in graph.items() for i in deps if i.split(".")[1] in VERBS and i != m]
+    offenders = [
+        (m, i) for m, deps in graph.items() for i in deps if i.split(".")[1] in VERBS and i != m
+    ]
     assert not offenders
 
 
