@@ -34,3 +34,13 @@ def compose():
     from helpers import compose_config
 
     return compose_config
+
+
+@pytest.fixture(autouse=True)
+def _forget_hydra_runtime():
+    """Tests that call a verb in-process set Hydra's global runtime (helpers.in_process_config);
+    no later test may see it."""
+    yield
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None

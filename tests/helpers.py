@@ -26,6 +26,22 @@ def compose_config(name: str, *overrides: str, return_hydra_config: bool = False
         )
 
 
+def in_process_config(name: str, *overrides: str, run_dir: Path) -> DictConfig:
+    """``name`` composed as ``python -m medsr.<verb>`` would see it, for calling the verb's
+    function in this process: Hydra's runtime (``${hydra:runtime.output_dir}``) is set to
+    ``run_dir``."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    cfg = compose_config(name, *overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
 def run_module(
     module: str, *overrides: str, run_dir: Path, timeout: int = 600
 ) -> subprocess.CompletedProcess:

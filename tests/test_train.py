@@ -8,8 +8,11 @@ import re
 
 import pytest
 
-from helpers import FAST_TRAIN, TINY_EDSR, compose_config, run_module
+from helpers import FAST_TRAIN, TINY_EDSR, compose_config, in_process_config, run_module
+from medsr._cli import medsr_error
+from medsr.errors import ConfigError, DataError
 from medsr.evaluation.results import protocol_words
+from medsr.train import train
 
 MODELS = ["edsr_baseline", "edsr", "rcan", "rrdbnet"]
 SUMMARY = re.compile(
@@ -90,15 +93,23 @@ def test_quickstart_preset_on_short_schedule(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("overrides", "message"),
+    ("overrides", "error", "message"),
     [
-        (["scale=5"], "scale=5 is not supported"),
-        (["data=folder", "data.train_dirs=[does/not/exist]"], "does/not/exist"),
-        (["model=rrdbnet", "scale=3", "model.net.num_block=1"], "scale"),
+        (["scale=5"], ConfigError, "scale=5 is not supported"),
+        (["data=folder", "data.train_dirs=[does/not/exist]"], DataError, "does/not/exist"),
+        (["model=rrdbnet", "scale=3", "model.net.num_block=1"], ConfigError, "scale=3"),
     ],
 )
-def test_bad_settings_fail_with_one_clear_message(tmp_path, overrides, message):
-    run = run_module("medsr.train", *TINY_EDSR[:0], *FAST_TRAIN, *overrides, run_dir=tmp_path)
+def test_bad_settings_fail_with_one_clear_message(tmp_path, overrides, error, message):
+    cfg = in_process_config("train", *FAST_TRAIN, *overrides, run_dir=tmp_path)
+    with pytest.raises(Exception) as raised:  # Hydra wraps errors raised while instantiating
+        train(cfg, tmp_path)
+    known = medsr_error(raised.value)
+    assert isinstance(known, error) and message in str(known)
+
+
+def test_a_user_error_exits_with_code_2_and_one_line(tmp_path):
+    run = run_module("medsr.train", *FAST_TRAIN, "scale=5", run_dir=tmp_path)
     assert run.returncode == 2, run.stderr[-3000:]
-    assert message in run.stderr + run.stdout
-    assert "Traceback" not in run.stderr + run.stdout
+    output = run.stderr + run.stdout
+    assert "scale=5 is not supported" in output and "Traceback" not in output

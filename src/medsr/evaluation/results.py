@@ -18,19 +18,33 @@ import csv
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from medsr.files import atomic_write, atomic_write_text
 
 
-@dataclass
-class ResultRow:
-    """One method at one scale on one dataset: the unit of every results table, file and W&B table.
+@dataclass(kw_only=True)
+class _OptionalScores:
+    """Scores that are None when not computed: field of view, LR consistency, TTA spread."""
 
-    Optional scores (field of view, LR consistency, self-ensemble spread) are None when not
-    computed; files and tables show their columns only when some row has them.
-    """
+    psnr_fov: float | None = None
+    ssim_fov: float | None = None
+    lr_psnr: float | None = None
+    tta_std: float | None = None
+
+    def as_dict(self) -> dict:
+        """The scores as a results.json row: the required fields first, the computed optional ones after."""
+        values = asdict(self)
+        optional = [f.name for f in fields(_OptionalScores)]
+        order = [k for k in values if k not in optional] + optional
+        return {k: values[k] for k in order if values[k] is not None}
+
+
+@dataclass
+class ResultRow(_OptionalScores):
+    """One method at one scale on one dataset: the unit of every results table, file and W&B
+    table. Files and tables show an optional score's column only when some row has it."""
 
     method: str
     scale: int
@@ -39,17 +53,10 @@ class ResultRow:
     ssim: float
     n_images: int
     protocol: str
-    psnr_fov: float | None = None
-    ssim_fov: float | None = None
-    lr_psnr: float | None = None
-    tta_std: float | None = None
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass
-class ImageScore:
+class ImageScore(_OptionalScores):
     """One method's scores on one image (``per_image.csv``); averaged into a :class:`ResultRow`."""
 
     method: str
@@ -58,19 +65,14 @@ class ImageScore:
     image: str
     psnr: float
     ssim: float
-    psnr_fov: float | None = None
-    ssim_fov: float | None = None
-    lr_psnr: float | None = None
-    tta_std: float | None = None
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 # Every row has ROW_FIELDS; the optional ones are columns only when some row has them.
-ROW_FIELDS = tuple(f.name for f in fields(ResultRow) if f.default is MISSING)
-OPTIONAL_FIELDS = tuple(f.name for f in fields(ResultRow) if f.default is not MISSING)
-IMAGE_FIELDS = tuple(f.name for f in fields(ImageScore))
+OPTIONAL_FIELDS = tuple(f.name for f in fields(_OptionalScores))
+ROW_FIELDS = tuple(f.name for f in fields(ResultRow) if f.name not in OPTIONAL_FIELDS)
+IMAGE_FIELDS = (
+    tuple(f.name for f in fields(ImageScore) if f.name not in OPTIONAL_FIELDS) + OPTIONAL_FIELDS
+)
 
 
 def protocol_words(
