@@ -9,8 +9,8 @@ dihedral augmentation, float conversion, the pipeline's target (Real-ESRGAN's US
 a fresh generator per batch (``step_generator(seed, step)``). HR patches are crops of real photos
 (``../shared/data/train/BSDS500_test``; random pixels without it). Variants are run interleaved,
 ``--repeats`` rounds after one warm-up round, and the table shows medians: on a shared machine
-only the ratios are meaningful. Dihedral: today's ``torch.where`` over the batch, the per-sample
-version (``medsr.data.degradations.augment``) and ``kornia.augmentation`` (flips + 90-degree
+only the ratios are meaningful. Dihedral: 0.1's ``torch.where`` over the batch, the per-sample
+version (``medsr.data.degrade.random_dihedral``) and ``kornia.augmentation`` (flips + 90-degree
 rotation on float, as Kornia needs); outputs are checked equal (Kornia's per sample, to one of
 the 8 group elements). ``--rrdb``: time of one RRDBNet (f64b23g32, x4) training step
 (forward, L1, backward, Adam) per batch of ``--batch`` patches, measured on ``--rrdb-batch``
@@ -28,15 +28,14 @@ from pathlib import Path
 import torch
 
 from medsr.data.degradations import build_degradation, step_generator
-from medsr.data.degradations.augment import apply_dihedral, dihedral_codes
-from medsr.data.degrade import random_dihedral, to_unit_float
+from medsr.data.degrade import dihedral, random_dihedral, to_unit_float
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train" / "BSDS500_test"
 
 
 def hr_patches(n: int, patch: int, device: torch.device) -> torch.Tensor:
     """``n`` uint8 ``(3, patch, patch)`` crops of real photos, channels_last as workers ship them."""
-    from medsr.data.io import list_images, read_image
+    from medsr.data.image_io import list_images, read_image
 
     gen = torch.Generator().manual_seed(0)
     crops = []
@@ -77,7 +76,7 @@ def degradation_rows(hr8: torch.Tensor, scale: int, repeats: int, device) -> dic
     def step(deg, grey: bool = False):
         def run(r: int):
             gen = step_generator(0, r)
-            x = to_unit_float(apply_dihedral(hr8, dihedral_codes(gen, hr8.shape[0]))).contiguous()
+            x = to_unit_float(random_dihedral(hr8, gen)).contiguous()
             if grey:
                 x = x[:, :1]
             target = deg.target(x)
@@ -105,31 +104,33 @@ def dihedral_rows(hr8: torch.Tensor, repeats: int, device) -> tuple[dict, str]:
         K.RandomRotation90((0, 1), resample="nearest"),
     )
     hr_float = hr8.float()
-    codes = dihedral_codes(torch.Generator().manual_seed(1), hr8.shape[0])
-    ref = random_dihedral_with(hr8, codes)
-    same = torch.equal(ref, apply_dihedral(hr8, codes))
+    codes = torch.randint(0, 8, (hr8.shape[0],), generator=torch.Generator().manual_seed(1))
+    same = torch.equal(
+        where_dihedral(hr8, codes), random_dihedral(hr8, torch.Generator().manual_seed(1))
+    )
     out = aug(hr_float)
     kornia_ok = all(
-        any(
-            torch.equal(out[i], apply_dihedral(hr_float[i : i + 1], torch.tensor([c]))[0])
-            for c in range(8)
-        )
+        any(torch.equal(out[i], dihedral(hr_float[i], c)) for c in range(8))
         for i in range(hr8.shape[0])
     )
-    gen_dev = torch.Generator(device=device).manual_seed(0)
+
+    def where(r: int):
+        return where_dihedral(hr8, torch.randint(0, 8, (hr8.shape[0],), device=device))
+
     variants = {
-        "torch.where (today, uint8)": lambda r: random_dihedral(hr8, gen_dev),
-        "per-sample views (uint8)": lambda r: apply_dihedral(
-            hr8, dihedral_codes(step_generator(0, r), hr8.shape[0])
-        ),
+        "torch.where (0.1, uint8)": where,
+        "per-sample views (uint8)": lambda r: random_dihedral(hr8, step_generator(0, r)),
         "kornia.augmentation (float)": lambda r: aug(hr_float),
     }
-    note = f"per-sample == torch.where for the same codes: {same}; Kornia's output is a dihedral image of each input: {kornia_ok}"
+    note = (
+        f"per-sample == torch.where for the same codes: {same}; "
+        f"Kornia's output is a dihedral image of each input: {kornia_ok}"
+    )
     return interleaved(variants, repeats, device), note
 
 
-def random_dihedral_with(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """Today's ``torch.where`` selection with given codes (random_dihedral's body)."""
+def where_dihedral(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """0.1's ``random_dihedral``: three flipped copies of the batch selected with ``torch.where``."""
     c = codes.to(x.device).view(-1, 1, 1, 1)
     x = torch.where((c & 1).bool(), x.flip(-1), x)
     x = torch.where((c & 2).bool(), x.flip(-2), x)
@@ -182,7 +183,7 @@ def main() -> None:
         print(f"| {name} | {sec * 1e3:.0f} | {args.batch / sec:.0f} | {sec / base:.1f}x |")
 
     drows, note = dihedral_rows(hr8, args.repeats, device)
-    where = drows["torch.where (today, uint8)"]
+    where = drows["torch.where (0.1, uint8)"]
     print("\n| dihedral augmentation | ms / batch | speed vs torch.where |\n| --- | ---: | ---: |")
     for name, sec in drows.items():
         print(f"| {name} | {sec * 1e3:.2f} | {where / sec:.1f}x |")

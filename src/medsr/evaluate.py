@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from medsr._cli import run_cli
+from medsr.data.degradations import build_degradation
 from medsr.errors import ConfigError
 from medsr.evaluation.inference import parse_tta, resolve_device
 from medsr.evaluation.methods import build_methods
@@ -47,7 +48,8 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[dict]:
         )
     device = resolve_device(cfg.get("device"))
     methods = build_methods(cfg, scale, device)
-    datamodule = instantiate(cfg.data)
+    # A realistic degradation makes each test image's LR with the image's own seeded generator.
+    datamodule = instantiate(cfg.data, degradation=build_degradation(cfg.get("degradation")))
     datamodule.setup("test")
     figures = None
     if cfg.get("figures"):

@@ -24,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from medsr._cli import USER_ERROR_EXIT, medsr_error, quiet_third_party
+from medsr.data.degradations import build_degradation
 from medsr.evaluation.inference import Upscaler
 from medsr.evaluation.report import BICUBIC, ComparisonFigure, summary_line
 from medsr.evaluation.results import log_results, write_results
@@ -66,7 +67,9 @@ def train(cfg: DictConfig, out_dir: Path | None = None) -> float:
     net = build_network(
         cfg, init=ckpt_path is None
     )  # a resumed run takes its weights from the checkpoint
-    datamodule = instantiate(cfg.data)
+    # Augmentation and degradation draw from generators seeded by the run's seed and the batch.
+    degradation = build_degradation(cfg.get("degradation"))
+    datamodule = instantiate(cfg.data, degradation=degradation, train_seed=cfg.seed)
     module = build_module(cfg, net)
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(

@@ -23,6 +23,12 @@ def kilo_iterations(steps: int) -> str:
     return f"{steps // 1000}k" if steps >= 1000 and steps % 1000 == 0 else str(steps)
 
 
+def degradation_tag(name: str | None) -> str:
+    """Run-name part of the LR model: '' for the default bicubic, else ``_<name>``
+    (``RRDBNet_x4_f64b23g32_DF2K_realesrgan_1000k_B12``), so runs on other LR never share a name."""
+    return "" if name in (None, "", "bicubic") else f"_{name}"
+
+
 def auto_precision() -> str:
     """bf16-mixed where the GPU supports it, 16-mixed on older GPUs, 32-true on CPU.
 
@@ -83,6 +89,7 @@ def register_resolvers() -> None:
     resolvers = {
         "samples_dir": samples_dir,
         "kiter": kilo_iterations,
+        "degradation_tag": degradation_tag,
         "auto_precision": auto_precision,
         "wandb_offline": wandb_offline,
         "wandb_group": wandb_group,

@@ -8,6 +8,7 @@
 # Architecture modules are imported by name so each registers itself (no folder scanning).
 from medsr.models import edsr, interpolation, rcan, rrdbnet  # noqa: F401
 from medsr.models.discriminator import VGGStyleDiscriminator
+from medsr.models.discriminator_unet import UNetDiscriminatorSN
 from medsr.models.edsr import EDSR
 from medsr.models.rcan import RCAN
 from medsr.models.registry import build_model, list_models, register_model
@@ -19,6 +20,7 @@ __all__ = [
     "EDSR",
     "RCAN",
     "RRDBNet",
+    "UNetDiscriminatorSN",
     "VGG19FeatureExtractor",
     "VGGStyleDiscriminator",
     "build_model",

@@ -12,12 +12,16 @@ from torch import Tensor
 
 from medsr.errors import ConfigError, MedsrError
 from medsr.models.discriminator import VGGStyleDiscriminator
+from medsr.models.discriminator_unet import UNetDiscriminatorSN
 from medsr.training.losses import build_gan_loss, build_perceptual_loss
 from medsr.training.sr_module import SRModule
 
 log = logging.getLogger(__name__)
 
-_DISCRIMINATORS = {"VGGStyleDiscriminator": VGGStyleDiscriminator}
+_DISCRIMINATORS = {
+    "VGGStyleDiscriminator": VGGStyleDiscriminator,
+    "UNetDiscriminatorSN": UNetDiscriminatorSN,  # Real-ESRGAN
+}
 # The frozen VGG19 is read from its own file; keeping it out of checkpoints saves ~80 MB each.
 _VGG_PREFIX = "perceptual_loss."
 
@@ -34,7 +38,9 @@ class ESRGANModule(SRModule):
     Args:
         net, scale, optimizer, scheduler, pixel_opt, crop_border, model_spec, channels_last:
             as :class:`SRModule`; ``scheduler`` is applied to both optimizers (BasicSR).
-        network_d: discriminator, BasicSR style: ``{"type": "VGGStyleDiscriminator", "num_feat": 64, ...}``.
+        network_d: discriminator, BasicSR style: ``{"type": "VGGStyleDiscriminator", "num_feat": 64, ...}``
+            or ``{"type": "UNetDiscriminatorSN", "skip_connection": true, ...}`` (Real-ESRGAN's,
+            per-pixel logits, any patch size; ``input_size`` is then not used).
         perceptual_opt: :class:`medsr.training.losses.PerceptualLoss` settings (``layer_weights``, ``vgg_weights``, ...).
         gan_opt: :class:`medsr.training.losses.RelativisticGANLoss` settings (``gan_type``, ``loss_weight``).
         optimizer_d: keyword arguments overriding ``optimizer``'s for the discriminator ({} = same).
@@ -70,6 +76,8 @@ class ESRGANModule(SRModule):
             raise ConfigError(
                 f"model.lit.network_d.type={d_type!r} is not supported; use one of {sorted(_DISCRIMINATORS)}"
             )
+        if d_type == "UNetDiscriminatorSN":
+            d_opt.pop("input_size", None)  # only the VGG-style head is tied to the patch size
         self.net_d = _DISCRIMINATORS[d_type](**d_opt)
         if channels_last:
             self.net_d = self.net_d.to(memory_format=torch.channels_last)
@@ -92,8 +100,8 @@ class ESRGANModule(SRModule):
             sr = self(lr)
             l_g_pix = self.pixel_weight * self.pixel_loss(sr.float(), hr)
             l_g_percep = self.perceptual_loss(sr, hr)
-            with torch.no_grad():
-                real_g = self._d(hr)
+            with torch.no_grad():  # the standard (non-relativistic) loss needs no D(HR) here
+                real_g = self._d(hr) if self.gan_loss.relativistic else None
             fake_g = self._d(sr)
             l_g_gan = self.gan_loss.generator_loss(real_g, fake_g)
             l_g = l_g_pix + l_g_percep + l_g_gan
@@ -105,16 +113,17 @@ class ESRGANModule(SRModule):
         if not g_ok:
             return  # the SR batch is unusable: the whole iteration is skipped and not counted
 
-        # D's real and fake halves are back-propagated one after the other (x0.5 each, BasicSR):
+        # D's real and fake terms are back-propagated one after the other (x0.5 each for RaGAN, BasicSR):
         # no graph holds two D passes, which avoids DDP's in-place buffer errors. fake_g equals
         # D(sr) under the same, not yet updated, D weights, so it stands in for a third pass.
         with self.toggled_optimizer(opt_d):
             opt_d.zero_grad()
             real_d = self._d(hr)
-            l_d_real = 0.5 * self.gan_loss.relative(real_d, fake_g.detach(), more_real=True)
+            w = self.gan_loss.d_weight
+            l_d_real = w * self.gan_loss.relative(real_d, fake_g.detach(), more_real=True)
             self.manual_backward(l_d_real)
             fake_d = self._d(sr.detach())
-            l_d_fake = 0.5 * self.gan_loss.relative(fake_d, real_d.detach(), more_real=False)
+            l_d_fake = w * self.gan_loss.relative(fake_d, real_d.detach(), more_real=False)
             self.manual_backward(l_d_fake)
             if self._finite(l_d_real + l_d_fake, "discriminator"):
                 self._nonfinite_run = 0

@@ -114,11 +114,16 @@ class RelativisticGANLoss(nn.Module):
     swapped targets. Computed in float32 with autocast off (fp16 logits lose the small
     differences the loss lives on).
 
+    With ``relativistic=False`` it is the standard GAN loss that Real-ESRGAN uses with its U-Net
+    discriminator (BasicSR ``GANLoss``): each logit against its own label, the generator's fakes
+    against "real"; the discriminator's real and fake terms are then not halved (SRGANModel).
+
     Args:
         gan_type: ``"vanilla"`` (BCE with logits, ESRGAN) or ``"lsgan"`` (squared error).
         real_label_val: target of the "more realistic" comparison.
         fake_label_val: target of the "less realistic" comparison.
         loss_weight: weight of the generator's loss (the discriminator's is unweighted).
+        relativistic: ESRGAN's relativistic average loss (True) or the standard one (False).
     """
 
     def __init__(
@@ -127,8 +132,16 @@ class RelativisticGANLoss(nn.Module):
         real_label_val: float = 1.0,
         fake_label_val: float = 0.0,
         loss_weight: float = 5e-3,
+        relativistic: bool = True,
     ) -> None:
         super().__init__()
+        if not isinstance(relativistic, bool):
+            raise ConfigError(
+                f"model.lit.gan_opt.relativistic={relativistic!r} must be true or false"
+            )
+        self.relativistic = relativistic
+        # BasicSR halves each of the discriminator's two terms for the relativistic loss only.
+        self.d_weight = 0.5 if relativistic else 1.0
         if gan_type not in ("vanilla", "lsgan"):
             raise ConfigError(
                 f"model.lit.gan_opt.gan_type={gan_type!r} is not supported; use vanilla or lsgan"
@@ -138,10 +151,11 @@ class RelativisticGANLoss(nn.Module):
         self.fake_label_val = float(fake_label_val)
         self.loss_weight = float(loss_weight)
 
-    def relative(self, pred: Tensor, other: Tensor, more_real: bool) -> Tensor:
-        """Criterion of ``pred - mean(other)`` against the real (True) or fake (False) label."""
+    def relative(self, pred: Tensor, other: Tensor | None, more_real: bool) -> Tensor:
+        """Criterion of ``pred - mean(other)`` (of ``pred`` when not relativistic) against the
+        real (True) or fake (False) label."""
         with torch.autocast(pred.device.type, enabled=False):
-            logits = pred.float() - other.float().mean()
+            logits = pred.float() - other.float().mean() if self.relativistic else pred.float()
             target = torch.full_like(
                 logits, self.real_label_val if more_real else self.fake_label_val
             )
@@ -149,8 +163,11 @@ class RelativisticGANLoss(nn.Module):
                 return F.binary_cross_entropy_with_logits(logits, target)
             return F.mse_loss(logits, target)
 
-    def generator_loss(self, real_pred: Tensor, fake_pred: Tensor) -> Tensor:
-        """Weighted G loss; ``real_pred`` should carry no graph (the discriminator is fixed here)."""
+    def generator_loss(self, real_pred: Tensor | None, fake_pred: Tensor) -> Tensor:
+        """Weighted G loss; ``real_pred`` should carry no graph (the discriminator is fixed here)
+        and is not used by the standard loss."""
+        if not self.relativistic:
+            return self.loss_weight * self.relative(fake_pred, None, more_real=True)
         loss = self.relative(real_pred, fake_pred, more_real=False) + self.relative(
             fake_pred, real_pred, more_real=True
         )

@@ -19,6 +19,8 @@ from torch.utils.data import DataLoader
 from medsr.data.cache import ImageCache
 from medsr.data.datasets import EvalDataset, PatchDataset
 from medsr.data.decode import FovOptions, too_small
+from medsr.data.degradations import BicubicDegradation, Degradation
+from medsr.data.degradations.steps import eval_generator, lr_protocol, train_generator
 from medsr.data.degrade import eval_batch, train_batch
 from medsr.data.image_io import UnreadableImageError, image_info, read_image
 from medsr.data.sources import (
@@ -74,6 +76,8 @@ class SRDataModule(LightningDataModule):
         split_seed: seed of held-out slices and splits (independent of the training seed, so the
             evaluation images stay the same across training seeds).
         tag: short dataset name used in run names.
+        degradation: how LR is made (``medsr.data.degradations``; None = MATLAB bicubic).
+        train_seed: seed of the per-batch generators of augmentation and degradation.
     """
 
     def __init__(
@@ -96,6 +100,8 @@ class SRDataModule(LightningDataModule):
         fov_threshold: float | None = None,
         split_seed: int = 0,
         tag: str | None = None,
+        degradation: Degradation | None = None,
+        train_seed: int = 0,
     ) -> None:
         super().__init__()
         self.scale = scale
@@ -114,6 +120,9 @@ class SRDataModule(LightningDataModule):
         self.mask_dir = Path(mask_dir).expanduser() if mask_dir else None
         self.split_seed = split_seed
         self.tag = tag
+        self.degradation = degradation if degradation is not None else BicubicDegradation()
+        self.train_seed = int(train_seed)
+        self._direct_steps = 0  # numbers training batches outside a Lightning Trainer
         self.eval_set_names: list[str] = []
         self.set_protocols: dict[str, str] = {}
         self.report = ""
@@ -180,7 +189,8 @@ class SRDataModule(LightningDataModule):
         if stage != "predict":
             sets = self._eval(eval_stage)
             self.eval_set_names = [s.name for s in sets]
-            self.set_protocols = {s.name: s.protocol or IMRESIZE_PROTOCOL for s in sets}
+            lr_words = lr_protocol(self.degradation)
+            self.set_protocols = {s.name: lr_words or s.protocol or IMRESIZE_PROTOCOL for s in sets}
 
     def train_dataloader(self) -> DataLoader:
         if self._train_set is None:
@@ -203,17 +213,20 @@ class SRDataModule(LightningDataModule):
         """On the device: augment (training only) and degrade. See ``medsr.data.degrade``."""
         if not isinstance(batch, dict) or "hr" not in batch or batch["hr"].is_floating_point():
             return batch
+        deg = self.degradation
         if "name" in batch:
-            return eval_batch(batch, self.scale)
+            return eval_batch(batch, self.scale, deg, eval_generator(deg, batch))
         trainer = self.trainer
-        return train_batch(batch, self.scale, augment=trainer is None or trainer.training)
+        gen = train_generator(trainer, self.train_seed, self._direct_steps)
+        self._direct_steps += 1
+        return train_batch(batch, self.scale, trainer is None or trainer.training, gen, deg)
 
     # -- protocol --------------------------------------------------------------------------
     @property
     def protocol(self) -> str:
         """How LR was made for evaluation, e.g. ``LR: files from LR_bicubic/X4``."""
         if not self.set_protocols:
-            return IMRESIZE_PROTOCOL
+            return lr_protocol(self.degradation) or IMRESIZE_PROTOCOL
         distinct = sorted(set(self.set_protocols.values()))
         if len(distinct) == 1:
             return distinct[0]

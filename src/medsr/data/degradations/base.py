@@ -16,11 +16,9 @@ import zlib
 import torch
 from torch import Tensor
 
-from medsr.data.degrade import quantize16
 from medsr.errors import ConfigError, DataError
-from medsr.ops import quantize
+from medsr.ops import check_scale, quantize
 
-SUPPORTED_SCALES = (2, 3, 4)
 _MASK64 = (1 << 64) - 1
 
 
@@ -37,9 +35,9 @@ def mix_seed(seed: int, key: int) -> int:
     return _splitmix64(_splitmix64(int(seed) & _MASK64) ^ (int(key) & _MASK64)) >> 1
 
 
-def step_generator(seed: int, step: int) -> torch.Generator:
-    """CPU generator of training step ``step`` of a run seeded ``seed`` (resume reproduces it)."""
-    return torch.Generator().manual_seed(mix_seed(seed, step))
+def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """CPU generator of training step ``step`` (on rank ``rank``) of a run seeded ``seed``."""
+    return torch.Generator().manual_seed(mix_seed(mix_seed(seed, step), rank))
 
 
 def image_generator(seed: int, key: str) -> torch.Generator:
@@ -81,8 +79,7 @@ class Degradation(abc.ABC):
             raise DataError(
                 f"degradation input must be a float (B, C, H, W) batch, got {hr.dtype} {tuple(hr.shape)}"
             )
-        if scale not in SUPPORTED_SCALES:
-            raise ConfigError(f"scale={scale} is not supported; set scale=2, scale=3 or scale=4")
+        scale = check_scale(scale)
         if hr.shape[-2] % scale or hr.shape[-1] % scale:
             raise DataError(
                 f"HR size {hr.shape[-2]}x{hr.shape[-1]} is not a multiple of scale={scale}; "
@@ -104,15 +101,10 @@ class Degradation(abc.ABC):
         """The training target made from ``hr`` (identity unless the pipeline sharpens it)."""
         return hr
 
-    def describe(self) -> str:
-        """Protocol words for results rows, e.g. ``realesrgan degradation, seed 0``."""
-        seed = "" if self.seed is None else f", seed {self.seed}"
-        return f"{self.name} degradation{seed}"
-
 
 def to_levels(x: Tensor, bits: int) -> Tensor:
     """Clamp to [0, 1] and round to 8-bit (k / 255) or 16-bit (k / 65535) levels."""
-    return quantize(x) if bits == 8 else quantize16(x)
+    return quantize(x, bits)
 
 
 # -- per-sample draws (CPU, float64): one fixed number of draws per call keeps streams aligned ---

@@ -26,6 +26,3 @@ class BicubicDegradation(Degradation):
 
     def _degrade(self, hr: Tensor, scale: int, generator: torch.Generator, bits: int) -> Tensor:
         return bicubic_lr(hr, scale, bits)
-
-    def describe(self) -> str:
-        return "bicubic degradation"
