@@ -84,7 +84,7 @@ def degradation_rows(hr8: torch.Tensor, scale: int, repeats: int, device) -> dic
 
         return run
 
-    variants = {"bicubic (today)": step(build_degradation("bicubic"))}
+    variants = {"bicubic (default)": step(build_degradation("bicubic"))}
     for name in ("realesrgan", "fundus"):
         variants[name] = step(build_degradation(name))
     variants["realesrgan, batch-shared resize"] = step(
@@ -175,7 +175,7 @@ def main() -> None:
     )
 
     rows = degradation_rows(hr8, args.scale, args.repeats, device)
-    base = rows["bicubic (today)"]
+    base = rows["bicubic (default)"]
     print(
         "\n| degradation | ms / batch | patches/s | time vs bicubic |\n| --- | ---: | ---: | ---: |"
     )
@@ -198,7 +198,7 @@ def main() -> None:
         )
         print("| degradation | degradation / RRDBNet step |\n| --- | ---: |")
         for name, sec in rows.items():
-            print(f"| {name} | {sec / step:.3f} |")
+            print(f"| {name} | {sec / step:.4f} |")
 
 
 if __name__ == "__main__":
