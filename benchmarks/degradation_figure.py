@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from medsr.conf.compose import degradation_config
 from medsr.data.degradations import build_degradation, image_generator
 
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "medsr" / "samples"
@@ -47,7 +48,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     size, label = args.crop, 16
-    degs = {name: build_degradation(name, seed=args.seed) for name in COLUMNS[1:]}
+    degs = {
+        name: build_degradation(degradation_config(name), seed=args.seed) for name in COLUMNS[1:]
+    }
     sheet = Image.new("RGB", (size * len(COLUMNS), (size + label) * len(ROWS)), "white")
     draw = ImageDraw.Draw(sheet)
     for r, (name, top, left) in enumerate(ROWS):

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from medsr.conf.compose import degradation_config
 from medsr.data.degradations import build_degradation, step_generator
 from medsr.data.degrade import dihedral, random_dihedral, to_unit_float
 
@@ -84,14 +85,18 @@ def degradation_rows(hr8: torch.Tensor, scale: int, repeats: int, device) -> dic
 
         return run
 
-    variants = {"bicubic (default)": step(build_degradation("bicubic"))}
+    variants = {"bicubic (default)": step(build_degradation(degradation_config("bicubic")))}
     for name in ("realesrgan", "fundus"):
-        variants[name] = step(build_degradation(name))
+        variants[name] = step(build_degradation(degradation_config(name)))
     variants["realesrgan, batch-shared resize"] = step(
-        build_degradation("realesrgan", per_sample_resize=False)
+        build_degradation(degradation_config("realesrgan"), per_sample_resize=False)
     )
-    variants["realesrgan, kornia JPEG"] = step(build_degradation("realesrgan", jpeg_codec="kornia"))
-    variants["scanner (1 channel)"] = step(build_degradation("scanner"), grey=True)
+    variants["realesrgan, kornia JPEG"] = step(
+        build_degradation(degradation_config("realesrgan"), jpeg_codec="kornia")
+    )
+    variants["scanner (1 channel)"] = step(
+        build_degradation(degradation_config("scanner")), grey=True
+    )
     return interleaved(variants, repeats, device)
 
 

@@ -26,6 +26,15 @@ def compose_config(name: str, *overrides: str, return_hydra_config: bool = False
         )
 
 
+def degradation_preset(name: str) -> dict:
+    """The packaged ``degradation=<name>`` settings as a plain dict (tests edit copies of it)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(
+        compose_config("train", f"degradation={name}").degradation, resolve=True
+    )
+
+
 def in_process_config(name: str, *overrides: str, run_dir: Path) -> DictConfig:
     """``name`` composed as ``python -m medsr.<verb>`` would see it, for calling the verb's
     function in this process: Hydra's runtime (``${hydra:runtime.output_dir}``) is set to

@@ -16,10 +16,11 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from helpers import FAST_TRAIN, compose_config, run_module
+from helpers import FAST_TRAIN, compose_config, degradation_preset, run_module
+from medsr.conf.compose import degradation_config
 from medsr.conf.resolvers import register_resolvers
 from medsr.data.datamodules import FolderDataModule
-from medsr.data.degradations import build_degradation, image_generator, load_preset
+from medsr.data.degradations import build_degradation, image_generator
 from medsr.data.sources import IMRESIZE_PROTOCOL
 from medsr.evaluate import evaluate
 from medsr.metrics import psnr_y
@@ -61,7 +62,7 @@ def _with_run_weights_names(fn):
 # -- presets ------------------------------------------------------------------------------------
 def test_realesrgan_degradation_config_is_the_x4plus_options():
     """The packaged values against options/train_realesrgan_x4plus.yml (transcribed here)."""
-    cfg = load_preset("realesrgan")
+    cfg = degradation_preset("realesrgan")
     first, second, final = cfg["first"], cfg["second"], cfg["final"]
     kernel = {
         "kernel_size": [7, 21],
@@ -173,7 +174,7 @@ def test_training_batches_are_seeded_by_run_seed_rank_and_batch(crops_root):
         dm = FolderDataModule(
             train_dirs=[str(crops_root / "train")],
             scale=4,
-            degradation=build_degradation("realesrgan"),
+            degradation=build_degradation(degradation_config("realesrgan")),
             train_seed=seed,
         )
         dm.trainer = _stub_trainer(step, rank)
@@ -215,7 +216,7 @@ def test_seeded_realistic_evaluation_is_bit_identical(crops_root, tmp_path):
     assert all(IMRESIZE_PROTOCOL in r["protocol"] for r in bicubic)
     assert not any("degradation" in r["protocol"] for r in bicubic)
     # The bicubic row scored the documented LR: the image's own seeded degradation of its HR.
-    deg = build_degradation("realesrgan", seed=0)
+    deg = build_degradation(degradation_config("realesrgan"), seed=0)
     scores = []
     for path in sorted((crops_root / "val").iterdir()):
         hr = torch.from_numpy(np.asarray(Image.open(path), dtype=np.float32) / 255)

@@ -11,7 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from medsr.data.degradations import build_degradation, load_preset, step_generator
+from helpers import degradation_preset
+from medsr.conf.compose import degradation_config
+from medsr.data.degradations import build_degradation, step_generator
 from medsr.data.degradations.config import from_mapping
 from medsr.data.degradations.jpeg import jpeg
 from medsr.data.degradations.kernels import (
@@ -63,7 +65,7 @@ def assert_proportion(hits: torch.Tensor, p: float) -> None:
 
 @pytest.fixture(scope="module")
 def first_blur() -> BlurSpec:
-    return from_mapping(BlurSpec, load_preset("realesrgan")["first"]["blur"], "first.blur")
+    return from_mapping(BlurSpec, degradation_preset("realesrgan")["first"]["blur"], "first.blur")
 
 
 @pytest.fixture(scope="module")
@@ -337,7 +339,7 @@ def hr_batch() -> torch.Tensor:
 
 @pytest.mark.parametrize("name", PIPELINES)
 def test_seeded_pipelines_are_bit_identical(name, hr_batch):
-    deg = build_degradation(name)
+    deg = build_degradation(degradation_config(name))
     a = deg(deg.target(hr_batch), 4, step_generator(7, 100))
     torch.manual_seed(999)  # the global RNG plays no part
     b = deg(deg.target(hr_batch), 4, step_generator(7, 100))
@@ -350,7 +352,7 @@ def test_seeded_pipelines_are_bit_identical(name, hr_batch):
 @pytest.mark.parametrize("scale", [2, 3, 4])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_pipeline_shapes_and_levels(name, scale, channels, hr_batch):
-    deg = build_degradation(name)
+    deg = build_degradation(degradation_config(name))
     lr = deg(hr_batch[:2, :channels], scale, step_generator(0, scale))
     assert lr.shape == (2, channels, 48 // scale, 48 // scale) and lr.dtype == torch.float32
     assert torch.equal(lr, torch.round(lr * 255) / 255) and lr.min() >= 0 and lr.max() <= 1
@@ -359,9 +361,9 @@ def test_pipeline_shapes_and_levels(name, scale, channels, hr_batch):
 
 
 def test_realistic_lr_differs_from_bicubic_and_usm_sharpens(hr_batch):
-    deg = build_degradation("realesrgan")
+    deg = build_degradation(degradation_config("realesrgan"))
     lr = deg(hr_batch, 4, step_generator(0, 0))
-    bic = build_degradation("bicubic")(hr_batch, 4)
+    bic = build_degradation(degradation_config("bicubic"))(hr_batch, 4)
     assert (lr - bic).abs().mean() > 2 / 255
     target = deg.target(hr_batch)
     assert target.shape == hr_batch.shape and not torch.equal(target, hr_batch)
@@ -370,13 +372,13 @@ def test_realistic_lr_differs_from_bicubic_and_usm_sharpens(hr_batch):
 
 
 def test_batch_shared_resize_option(hr_batch):
-    deg = build_degradation("realesrgan", per_sample_resize=False)
+    deg = build_degradation(degradation_config("realesrgan"), per_sample_resize=False)
     lr = deg(hr_batch, 2, step_generator(0, 3))
     assert lr.shape == (4, 3, 24, 24)
 
 
 def _with(name: str, path: str, value):
-    cfg = load_preset(name)
+    cfg = degradation_preset(name)
     node = cfg
     *parents, last = path.split(".")
     for p in parents:
@@ -411,11 +413,11 @@ def test_bad_config_values_raise_naming_the_setting(name, path, value, words):
 
 
 def test_missing_setting_and_bad_input_raise():
-    cfg = load_preset("fundus")
+    cfg = degradation_preset("fundus")
     del cfg["noise"]
     with pytest.raises(ConfigError, match="missing setting.*noise"):
         build_degradation(cfg)
-    deg = build_degradation("fundus")
+    deg = build_degradation(degradation_config("fundus"))
     with pytest.raises(DataError, match="multiple of scale=3"):
         deg(torch.rand(1, 3, 32, 32), 3)
     with pytest.raises(ConfigError, match="scale=5"):

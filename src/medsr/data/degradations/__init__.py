@@ -5,14 +5,13 @@
 - ``fundus``: a fundus camera (defocus, motion, PSF, sensor noise, the camera's JPEG).
 - ``scanner``: MR/CT-like (Gaussian PSF, Gaussian or Rician noise, no compression).
 
-``build_degradation(cfg)`` takes the ``degradation=`` config (or a preset name); every pipeline is
+``build_degradation(cfg)`` takes the ``degradation=`` config; every pipeline is
 called as ``deg(hr, scale, generator, bits=8) -> lr``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 from medsr.data.degradations.base import (
     Degradation,
@@ -32,36 +31,24 @@ PIPELINES: dict[str, type[Degradation]] = {
     "fundus": FundusDegradation,
     "scanner": ScannerDegradation,
 }
-_PRESETS = Path(__file__).resolve().parents[2] / "conf" / "degradation"
 
 
-def load_preset(name: str) -> dict:
-    """The packaged ``conf/degradation/<name>.yaml`` as a plain dict."""
-    from omegaconf import OmegaConf
-
-    if name not in PIPELINES:
-        raise ConfigError(f"degradation={name!r} is not known; use one of {sorted(PIPELINES)}")
-    return OmegaConf.to_container(OmegaConf.load(_PRESETS / f"{name}.yaml"), resolve=True)
-
-
-def build_degradation(cfg: Mapping | str | None = None, **overrides) -> Degradation:
-    """A :class:`Degradation` from the ``degradation=`` config, a preset name, or None (bicubic).
+def build_degradation(cfg: Mapping | None = None, **overrides) -> Degradation:
+    """A :class:`Degradation` from the ``degradation=`` config (None: bicubic).
 
     Args:
-        cfg: mapping with ``name`` and the pipeline's settings (an OmegaConf node works), or a
-            preset name (``"realesrgan"``), or None.
+        cfg: mapping with ``name`` and the pipeline's settings (an OmegaConf node works; scripts
+            get a packaged one with ``medsr.conf.compose.degradation_config(name)``), or None.
         **overrides: top-level settings replacing the config's (e.g. ``seed=0``).
     """
     from omegaconf import DictConfig, OmegaConf
 
     if cfg is None:
-        cfg = "bicubic"
-    if isinstance(cfg, str):
-        cfg = load_preset(cfg)
-    elif isinstance(cfg, DictConfig):
+        cfg = {"name": "bicubic"}
+    if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True)
     elif not isinstance(cfg, Mapping):
-        raise ConfigError(f"degradation must be a mapping or a preset name, got {cfg!r}")
+        raise ConfigError(f"degradation must be a mapping with a name, got {cfg!r}")
     values = {**cfg, **overrides}
     name = values.pop("name", None)
     if name not in PIPELINES:
@@ -78,7 +65,6 @@ __all__ = [
     "ScannerDegradation",
     "build_degradation",
     "image_generator",
-    "load_preset",
     "mix_seed",
     "step_generator",
 ]
