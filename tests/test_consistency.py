@@ -14,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from medsr.data.io import read_image, to_float_tensor
+from medsr.data.convert import to_float_tensor
+from medsr.data.image_io import read_image
 from medsr.errors import ConfigError
 from medsr.evaluation.consistency import (
     BackProjection,
@@ -49,7 +50,7 @@ def reference_lr_psnr(sr: torch.Tensor, lr: torch.Tensor, bits: int) -> float:
     the source's full scale, no crop; levels converted to the 0-255 Y scale of rgb2ycbcr."""
     peak = 2**bits - 1
     down = levels(imresize(sr.double(), 1 / SCALE), bits)[0] / peak * 255
-    ref = lr.double().numpy()[0] * 255  # the LR input as given (its levels, as float32)
+    ref = levels(lr, bits)[0] / peak * 255
     if down.shape[0] == 3:
         coef = np.array([65.481, 128.553, 24.966])[:, None, None] / 255
         down, ref = (coef * down).sum(0) + 16, (coef * ref).sum(0) + 16

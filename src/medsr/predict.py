@@ -5,6 +5,11 @@ memory), 8/16-bit PNG/TIFF/JPEG, grayscale, RGBA. Writes ``<output>/<stem>.png``
 chooses another; 16-bit inputs give 16-bit outputs). A file that cannot be read or written is
 reported and skipped, the others still run; the exit code is then 1 (2 for a configuration
 error, before any image is processed).
+
+Trust checks (``medsr.evaluation.consistency``): ``consistency=true`` writes
+``<output>/consistency.csv`` (LR-PSNR and LR residual of every output), ``project`` first
+back-projects every output (tile by tile) onto its input; ``consistency_maps=true`` and
+``tta=x8 uncertainty_maps=true|overlay`` write heat maps beside each output.
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from medsr._cli import run_cli
 from medsr.data.image_io import IMAGE_EXTENSIONS, list_images, read_image, write_image
 from medsr.errors import ConfigError, DataError, MedsrError
+from medsr.evaluation.consistency_report import (
+    PredictChecks,
+    parse_mode,
+    parse_uncertainty_maps,
+    projection_settings,
+)
 from medsr.evaluation.inference import (
     Upscaler,
     load_network,
@@ -67,7 +78,9 @@ def _check_writable(folder: Path) -> None:
         ) from None
 
 
-def _targets(root: Path, files: list[Path], out_dir: Path, fmt: str) -> list[Path]:
+def _targets(
+    root: Path, files: list[Path], out_dir: Path, fmt: str, checks: PredictChecks
+) -> list[Path]:
     if fmt not in FORMATS:
         raise ConfigError(f"format={fmt!r} is not valid; use one of {', '.join(FORMATS)}")
     targets = []
@@ -75,16 +88,18 @@ def _targets(root: Path, files: list[Path], out_dir: Path, fmt: str) -> list[Pat
         suffix = FORMATS[fmt] or f.suffix.lower()
         targets.append(out_dir / f.relative_to(root).with_suffix(suffix))
     seen: dict[Path, Path] = {}
+    inputs = {f.resolve() for f in files}
     for f, t in zip(files, targets, strict=True):
-        if t in seen:
-            raise ConfigError(
-                f"{seen[t].name} and {f.name} would both be written to {t}; use format=same or separate folders"
-            )
-        if t.resolve() == f.resolve():
-            raise ConfigError(
-                f"output={out_dir} would overwrite the input {f}; choose another output folder"
-            )
-        seen[t] = f
+        for path in (t, *checks.outputs(t)):  # the output and the maps beside it
+            if path in seen:
+                raise ConfigError(
+                    f"{seen[path].name} and {f.name} would both be written to {path}; use format=same or separate folders"
+                )
+            if path.resolve() in inputs:
+                raise ConfigError(
+                    f"output={out_dir} would overwrite the input {path}; choose another output folder"
+                )
+            seen[path] = f
     return targets
 
 
@@ -96,7 +111,10 @@ def predict(cfg: DictConfig) -> list[tuple[Path, str]]:
         )
     root, files = _inputs(str(cfg.input), bool(cfg.get("recursive", False)))
     out_dir = Path(str(cfg.output)).expanduser()
-    targets = _targets(root, files, out_dir, str(cfg.get("format", "png")).lower())
+    tta, mode = parse_tta(cfg.get("tta")), parse_mode(cfg.get("consistency"))
+    maps = parse_uncertainty_maps(cfg.get("uncertainty_maps"), tta)
+    checks = PredictChecks(mode, bool(cfg.get("consistency_maps")), maps)
+    targets = _targets(root, files, out_dir, str(cfg.get("format", "png")).lower(), checks)
     _check_writable(out_dir)
     net, scale, tag = load_network(cfg.get("ckpt"), cfg.get("scale"), cfg.get("model"))
     device = resolve_device(cfg.get("device"))
@@ -105,9 +123,11 @@ def predict(cfg: DictConfig) -> list[tuple[Path, str]]:
         scale,
         device=device,
         precision=str(cfg.get("precision", "auto")),
-        tta=parse_tta(cfg.get("tta")),
+        tta=tta,
         tile=int(cfg.tile),
         tile_overlap=int(cfg.tile_overlap),
+        projection=projection_settings(checks.mode, cfg.get("projection")),
+        spread=checks.mode != "false" or maps != "false",  # tta_std, uncertainty maps
     )
     log.info(
         "%s x%d on %s (%s), tile=%s overlap=%d, receptive radius %s LR px: %s",
@@ -119,7 +139,7 @@ def predict(cfg: DictConfig) -> list[tuple[Path, str]]:
         cfg.tile_overlap,
         upscaler.radius,
         "tiles equal the untiled result"
-        if 2 * upscaler.radius <= cfg.tile_overlap
+        if 2 * upscaler.stitch_radius <= cfg.tile_overlap
         else "tile overlaps are cross-faded",
     )
     failed: list[tuple[Path, str]] = []
@@ -146,16 +166,25 @@ def predict(cfg: DictConfig) -> list[tuple[Path, str]]:
                     raise DataError(
                         f"{src}: JPEG cannot hold a 16-bit or RGBA result; use format=png or format=tif"
                     )
+                h, w = image.shape[:2]
+                spread = np.empty((h * scale, w * scale), np.float32) if upscaler.spread else None
                 result = upscale_array(
-                    upscaler, image, on_tile=lambda d, t: bar.update(tiles, completed=d, total=t)
+                    upscaler,
+                    image,
+                    on_tile=lambda d, t: bar.update(tiles, completed=d, total=t),
+                    spread=spread,
                 )
                 write_image(dst, result)
+                checks.add(src.relative_to(root).as_posix(), dst, image, result, scale, spread)
             except (MedsrError, OSError) as err:
                 failed.append((src, str(err)))
                 log.error("skipped %s: %s", src, err)
             bar.advance(images)
     done = len(files) - len(failed)
     log.info("wrote %d of %d images to %s", done, len(files), out_dir)
+    report = checks.write(out_dir)
+    if report is not None:
+        log.info("LR consistency of every output (LR-PSNR dB, residual levels): %s", report)
     if failed:
         log.error(
             "%d of %d images failed: %s",

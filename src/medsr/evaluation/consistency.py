@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from medsr.data.degrade import quantize16
 from medsr.errors import ConfigError
 from medsr.metrics import psnr_y
 from medsr.ops import imresize, quantize
+from medsr.ops.quantize import levels
 
 __all__ = [
     "BackProjection",
@@ -64,13 +64,7 @@ def full_scale(bits: int) -> float:
     """Largest level of a ``bits``-bit image (255 or 65535): the PSNR peak and the level unit."""
     if bits not in BITS:
         raise ConfigError(f"bit depth {bits!r} is not supported; images are 8 or 16 bit")
-    return float(2**bits - 1)
-
-
-def quantize_bits(x: Tensor, bits: int) -> Tensor:
-    """Clamp and round to the levels of a ``bits``-bit image (halves up), as float in [0, 1]."""
-    full_scale(bits)
-    return quantize(x) if bits == 8 else quantize16(x)
+    return levels(bits)
 
 
 def _check_pair(sr: Tensor, lr: Tensor, scale: int) -> None:
@@ -86,8 +80,13 @@ def _check_pair(sr: Tensor, lr: Tensor, scale: int) -> None:
 
 
 def lr_psnr_of(down: Tensor, lr: Tensor, bits: int = 8) -> Tensor:
-    """LR-PSNR (dB) from an already downscaled output ``down = imresize(SR, 1/s)``; (B,) float64."""
-    return psnr_y(quantize_bits(down, bits), lr.to(down.dtype), crop_border=0)
+    """LR-PSNR (dB) from an already downscaled output ``down = imresize(SR, 1/s)``; (B,) float64.
+
+    Both sides are compared as ``bits``-bit levels (the LR input is an image of that depth:
+    rounding it only removes float32 representation noise, so equal images give ``inf``).
+    """
+    full_scale(bits)
+    return psnr_y(quantize(down.double(), bits), quantize(lr.double(), bits), crop_border=0)
 
 
 def lr_psnr(sr: Tensor, lr: Tensor, scale: int, bits: int = 8) -> Tensor:
@@ -243,7 +242,7 @@ def project(
     sr: Tensor, lr: Tensor, scale: int, settings: BackProjection | None = None, bits: int = 8
 ) -> Tensor:
     """:func:`back_project`, then clamped and rounded to the source's ``bits``-bit levels."""
-    return quantize_bits(back_project(sr, lr, scale, settings, bits).image, bits)
+    return quantize(back_project(sr, lr, scale, settings, bits).image, bits)
 
 
 def projecting(
@@ -274,11 +273,32 @@ def projecting(
     return run
 
 
-def projected_radius(radius: float, settings: BackProjection | None = None) -> float:
-    """Receptive radius (LR pixels) of a network followed by back-projection: each step adds
-    :data:`PROJECTION_REACH`, so tiles stitch by the exact cut only if the overlap covers it."""
-    settings = settings or BackProjection()
-    return radius + PROJECTION_REACH * settings.max_iterations
+def projected_radius(radius: float, settings: BackProjection | None) -> float:
+    """Receptive radius (LR pixels) of a network followed by back-projection (``settings``;
+    None: no projection): each step adds :data:`PROJECTION_REACH`, so tiles stitch by the
+    exact cut only if the overlap covers it."""
+    return radius if settings is None else radius + PROJECTION_REACH * settings.max_iterations
+
+
+def finish_window(
+    out: Tensor,
+    lr: Tensor,
+    scale: int,
+    projection: BackProjection | None,
+    bits: int,
+    alpha: Tensor | None = None,
+    std: Tensor | None = None,
+) -> Tensor:
+    """One window's output for tiled inference: ``out`` (projected onto ``lr`` when asked),
+    then the upscaled ``alpha`` channel and the :func:`uncertainty_map` of ``std``, if any."""
+    parts = [out.float()]
+    if projection is not None:
+        parts[0] = back_project(parts[0], lr, scale, projection, bits).image
+    if alpha is not None:
+        parts.append(alpha.float())
+    if std is not None:
+        parts.append(uncertainty_map(std, bits))
+    return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
 
 def uncertainty_map(std: Tensor, bits: int = 8) -> Tensor:

@@ -43,7 +43,7 @@ def _to_pil(image: Tensor) -> Image.Image:
     return Image.fromarray(array[:3].permute(1, 2, 0).numpy(), mode="RGB")
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def load_font(size: int) -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)  # scalable when Pillow has FreeType
     except TypeError:  # Pillow < 10.1
@@ -101,7 +101,7 @@ def thesis_figure(
         The figure; its panels are separated by white columns ``GAP`` pixels wide.
     """
     top, left, height, width = box
-    font = _font(font_size)
+    font = load_font(font_size)
     crop_w = max(1, round(width * panel_size / height))
     crops = [
         _to_pil(img[:, top : top + height, left : left + width]).resize(

@@ -15,7 +15,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from medsr.figures import _font
+from medsr.evaluation.figures import load_font
 
 __all__ = ["colour_map", "heat_map", "heat_map_tensor", "nice_vmax", "overlay", "scale_bar"]
 
@@ -83,7 +83,7 @@ def scale_bar(
 ) -> Image.Image:
     """A vertical colour bar ``height`` pixels high: 0 at the bottom, ``vmax`` at the top, labelled."""
     font_size = max(11, min(32, height // 24))
-    font = _font(font_size)
+    font = load_font(font_size)
     pad = font_size // 2
     bar_w = max(10, font_size)
     labels = [(1.0, (">= " if saturated else "") + _fmt(vmax)), (0.5, _fmt(vmax / 2)), (0.0, "0")]

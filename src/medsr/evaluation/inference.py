@@ -2,7 +2,8 @@
 
 Shared by ``medsr.evaluate`` and ``medsr.predict``. The Upscaler runs a network on one image
 of any size and kind: tiles (``medsr.ops.tiling``) with an out-of-memory fallback, x8
-self-ensemble, bf16 autocast on GPUs, grayscale through an RGB network and back, RGBA with the
+self-ensemble (and its spread), back-projection onto the input (``evaluation.consistency``),
+bf16 autocast on GPUs, grayscale through an RGB network and back, RGBA with the
 alpha channel upscaled by bicubic interpolation.
 """
 
@@ -19,11 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from medsr.errors import ConfigError, DataError, WeightsError
+from medsr.evaluation.consistency import BackProjection, finish_window, projected_radius
 from medsr.models import build_model, load_pretrained, read_spec
 from medsr.models.interpolation import INTERPOLATION_MODES, Interpolation
 from medsr.models.registry import display_name
 from medsr.ops import imresize
-from medsr.ops.ensemble import self_ensemble
+from medsr.ops.ensemble import self_ensemble_spread
 from medsr.ops.quantize import to_integer
 from medsr.ops.tiling import Sink, receptive_radius, tiled_forward_with_fallback
 
@@ -174,6 +176,9 @@ class Upscaler:
         tta: x8 geometric self-ensemble.
         tile: tile side in LR pixels (0 = whole image; halved on out-of-memory errors).
         tile_overlap: LR pixels shared by neighbouring tiles.
+        projection: back-project each output (each tile) onto its input (``consistency=project``).
+        spread: with ``tta``, the 8 outputs' spread (levels) as one more output channel; whole
+            images return it in ``last_spread`` (1, 1, sH, sW) instead.
     """
 
     def __init__(
@@ -185,6 +190,8 @@ class Upscaler:
         tta: bool = False,
         tile: int = 0,
         tile_overlap: int = 32,
+        projection: BackProjection | None = None,
+        spread: bool = False,
     ) -> None:
         if tile < 0 or tile_overlap < 0:
             raise ConfigError(
@@ -204,7 +211,10 @@ class Upscaler:
         self.tile_overlap = tile_overlap
         self.in_channels = input_channels(net)
         self.radius = receptive_radius(self.net, channels=self.in_channels or 3)
+        self.projection, self.spread = projection, spread and tta
+        self.stitch_radius = projected_radius(self.radius, projection)  # = radius without one
         self.tile_used = tile  # after out-of-memory fallbacks
+        self.last_spread: Tensor | None = None
 
     def _run_net(self, x: Tensor) -> Tensor:
         if self.channels_last:
@@ -224,9 +234,9 @@ class Upscaler:
             f"the network takes {need}-channel images; cannot apply it to {c} channels"
         )
 
-    def window_fn(self, max_value: float) -> Callable[[Tensor], Tensor]:
+    def window_fn(self, max_value: float, bits: int = 8) -> Callable[[Tensor], Tensor]:
         """(1, C, h, w) window of integer levels (or floats in [0, 1] if ``max_value`` is 1)
-        -> (1, C, s*h, s*w) float32 on [0, 1], unclamped."""
+        -> (1, C, s*h, s*w) float32 on [0, 1], unclamped (+ the spread channel, see ``spread``)."""
 
         def run(window: Tensor) -> Tensor:
             x = window.float()
@@ -239,12 +249,13 @@ class Upscaler:
                 else contextlib.nullcontext()
             )
             with torch.inference_mode(), amp:
-                out = self_ensemble(self._colour, colour) if self.tta else self._colour(colour)
-            out = out.float()
-            if alpha is not None:  # alpha is a mask, not texture: plain bicubic
-                with torch.inference_mode():
-                    out = torch.cat([out, imresize(alpha, self.scale)], dim=1)
-            return out
+                if self.tta:
+                    out, std = self_ensemble_spread(self._colour, colour, spread=self.spread)
+                else:
+                    out, std = self._colour(colour), None
+            with torch.inference_mode():
+                alpha = None if alpha is None else imresize(alpha, self.scale)  # a mask: bicubic
+                return finish_window(out, colour, self.scale, self.projection, bits, alpha, std)
 
         return run
 
@@ -254,21 +265,26 @@ class Upscaler:
         max_value: float = 1.0,
         sink: Sink | None = None,
         on_tile: Callable[[int, int], None] | None = None,
+        bits: int | None = None,
     ) -> Tensor | None:
         """Upscale one (1, C, H, W) host tensor (floats in [0, 1], or integer levels up to
         ``max_value``). Returns the float32 (1, C, sH, sW) output, or None when ``sink``
-        receives it row block by row block (see ``medsr.ops.tiling.tiled_forward``)."""
+        receives it row block by row block (see ``medsr.ops.tiling.tiled_forward``).
+        ``bits``: the source depth (default from ``max_value``), unit of tolerance and spread."""
+        bits = bits or (16 if max_value > 255 else 8)
         out, self.tile_used = tiled_forward_with_fallback(
-            self.window_fn(max_value),
+            self.window_fn(max_value, bits),
             x,
             self.scale,
             self.tile,
             self.tile_overlap,
-            radius=self.radius,
+            radius=self.stitch_radius,
             device=self.device,
             sink=sink,
             on_tile=on_tile,
         )
+        if self.spread and out is not None:
+            out, self.last_spread = out[:, :-1], out[:, -1:]
         return out
 
 
@@ -277,6 +293,7 @@ def upscale_array(
     image: np.ndarray,
     on_tile: Callable[[int, int], None] | None = None,
     out: np.ndarray | None = None,
+    spread: np.ndarray | None = None,
 ) -> np.ndarray:
     """(H, W, C) uint8/uint16 array -> (sH, sW, C) array of the same dtype.
 
@@ -288,6 +305,7 @@ def upscale_array(
         image: the input image.
         on_tile: progress callback ``on_tile(done, total)``.
         out: optional preallocated (sH, sW, C) array of the image's dtype to write into.
+        spread: (sH, sW) float32 array for the spread of an Upscaler with ``spread`` on.
     """
     if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3:
         raise DataError(
@@ -305,7 +323,10 @@ def upscale_array(
     bits = 8 if image.dtype == np.uint8 else 16
 
     def sink(first: int, block: torch.Tensor) -> None:
-        out[first : first + block.shape[1]] = to_integer(block, bits).permute(1, 2, 0).numpy()
+        rows = slice(first, first + block.shape[1])
+        out[rows] = to_integer(block[:c], bits).permute(1, 2, 0).numpy()
+        if spread is not None and upscaler.spread:
+            spread[rows] = block[c].numpy()
 
     with warnings.catch_warnings():  # decoded arrays may be read-only; the view is only read
         warnings.simplefilter("ignore", UserWarning)
