@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from medsr._cli import run_cli
 from medsr.data.degradations import build_degradation
 from medsr.errors import ConfigError
+from medsr.evaluation.consistency_report import parse_mode, projection_settings
 from medsr.evaluation.inference import parse_tta, resolve_device
 from medsr.evaluation.methods import build_methods
 from medsr.evaluation.report import ThesisFigures
@@ -47,7 +48,9 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[dict]:
             f"crop_border={crop} must be >= 0 (null = scale, the literature's convention)"
         )
     device = resolve_device(cfg.get("device"))
-    methods = build_methods(cfg, scale, device)
+    consistency = parse_mode(cfg.get("consistency"))
+    projection = projection_settings(consistency, cfg.get("projection"))
+    methods = build_methods(cfg, scale, device, projection)
     # A realistic degradation makes each test image's LR with the image's own seeded generator.
     datamodule = instantiate(cfg.data, degradation=build_degradation(cfg.get("degradation")))
     datamodule.setup("test")
@@ -62,7 +65,12 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[dict]:
             int(cfg.figure_crop),
         )
     protocol = Protocol(
-        str(cfg.precision), int(cfg.tile), int(cfg.tile_overlap), parse_tta(cfg.get("tta"))
+        str(cfg.precision),
+        int(cfg.tile),
+        int(cfg.tile_overlap),
+        parse_tta(cfg.get("tta")),
+        consistency,
+        projection,
     )
     columns = (
         TextColumn("{task.description}"),

@@ -84,6 +84,7 @@ def thesis_figure(
     panel_size: int = 192,
     font_size: int = 14,
     title: str | None = None,
+    overview: Image.Image | None = None,
 ) -> Image.Image:
     """Whole HR image with ``box`` outlined, then the ``box`` crop of every panel, captioned.
 
@@ -96,11 +97,13 @@ def thesis_figure(
             neighbour so single pixels stay visible).
         font_size: caption size.
         title: optional line above the panels (e.g. ``"Set5 / butterfly, x4"``).
+        overview: shown instead of the whole HR image (e.g. a scale bar), centred in its place.
 
     Returns:
         The figure; its panels are separated by white columns ``GAP`` pixels wide.
     """
     top, left, height, width = box
+    replacement = overview
     font = load_font(font_size)
     crop_w = max(1, round(width * panel_size / height))
     crops = [
@@ -114,11 +117,15 @@ def thesis_figure(
     overview = _to_pil(hr).resize((overview_w, panel_size), Image.BICUBIC)
     f = panel_size / h_full
     line = max(2, panel_size // 96)
-    ImageDraw.Draw(overview).rectangle(
-        [left * f, top * f, (left + width) * f - 1, (top + height) * f - 1],
-        outline=BOX_COLOUR,
-        width=line,
-    )
+    if replacement is None:
+        ImageDraw.Draw(overview).rectangle(
+            [left * f, top * f, (left + width) * f - 1, (top + height) * f - 1],
+            outline=BOX_COLOUR,
+            width=line,
+        )
+    else:  # same width as the HR thumbnail, so the columns of stacked rows line up
+        overview = Image.new("RGB", (max(overview_w, replacement.width), panel_size), "white")
+        overview.paste(replacement, ((overview.width - replacement.width) // 2, 0))
     captions = [title or "", *(label for label, _ in panels)]
     n_lines = max(c.count("\n") + 1 for c in captions[1:]) if panels else 1
     caption_h = n_lines * (font_size + 4) + 4
@@ -132,7 +139,7 @@ def thesis_figure(
     x = 0
     for i, im in enumerate(images):
         canvas.paste(im, (x, title_h))
-        caption = "HR" if i == 0 else panels[i - 1][0]
+        caption = ("HR" if replacement is None else "") if i == 0 else panels[i - 1][0]
         draw.multiline_text(
             (x + im.width / 2, title_h + panel_size + 3),
             caption,
@@ -142,4 +149,18 @@ def thesis_figure(
             align="center",
         )
         x += im.width + GAP
+    return canvas
+
+
+def stack_rows(rows: list[Image.Image]) -> Image.Image:
+    """Figures one above the other, left-aligned, ``GAP`` white pixels apart."""
+    canvas = Image.new(
+        "RGB",
+        (max(r.width for r in rows), sum(r.height for r in rows) + GAP * (len(rows) - 1)),
+        "white",
+    )
+    y = 0
+    for r in rows:
+        canvas.paste(r, (0, y))
+        y += r.height + GAP
     return canvas

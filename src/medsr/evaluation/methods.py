@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from medsr.conf.compose import model_config
 from medsr.errors import ConfigError
+from medsr.evaluation.consistency import BackProjection
 from medsr.evaluation.inference import Upscaler, load_network, parse_tta
 from medsr.evaluation.scoring import Method
 from medsr.models.interpolation import INTERPOLATION_MODES
@@ -60,9 +61,12 @@ def method_entries(cfg: DictConfig) -> list[Entry]:
     return unique
 
 
-def build_methods(cfg: DictConfig, scale: int, device: torch.device) -> list[Method]:
+def build_methods(
+    cfg: DictConfig, scale: int, device: torch.device, projection: BackProjection | None = None
+) -> list[Method]:
     """One :class:`Method` per entry; networks get ``tta``, ``tile`` and ``precision`` from ``cfg``
-    (interpolations run whole, without self-ensemble)."""
+    (interpolations run without self-ensemble); every method is back-projected with
+    ``projection`` (``consistency=project``); self-ensembles also measure their spread."""
     tta = parse_tta(cfg.get("tta"))
     methods: list[Method] = []
     for conf, ckpt, label in method_entries(cfg):
@@ -79,6 +83,8 @@ def build_methods(cfg: DictConfig, scale: int, device: torch.device) -> list[Met
             tta=tta and learned,
             tile=int(cfg.tile),
             tile_overlap=int(cfg.tile_overlap),
+            projection=projection,
+            spread=tta and learned,
         )
         methods.append(Method(name + ("+" if tta and learned else ""), upscaler))
     return methods

@@ -9,12 +9,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from medsr.evaluation.consistency import lr_psnr, lr_residual
 from medsr.evaluation.figures import (
     comparison_figure,
     metric_caption,
     most_detailed_box,
+    stack_rows,
     thesis_figure,
 )
+from medsr.evaluation.heatmaps import heat_map_tensor, nice_vmax, scale_bar
 from medsr.evaluation.results import ImageScore, ResultRow
 from medsr.evaluation.scoring import image_scores, weighted_mean
 from medsr.files import atomic_write
@@ -62,7 +65,8 @@ class ComparisonFigure:
 
 class ThesisFigures:
     """Scoring hook: per chosen image, GT | bicubic | every other method, the same crop, each
-    captioned with PSNR/SSIM (the thesis' figures 5.1 to 5.45), in ``<out_dir>/figures/``.
+    captioned with PSNR/SSIM (the thesis' figures 5.1 to 5.45), in ``<out_dir>/figures/``; below
+    them, each one's LR residual map (where it departs from the measured input) on one scale.
 
     Args:
         out_dir: the run folder.
@@ -100,15 +104,35 @@ class ThesisFigures:
         hr = batch["hr"][:1]
         bits = batch["bits"]
         box = self.box or most_detailed_box(hr[0].cpu(), self.box_size)
-        shown = [("GT", hr[0].cpu())]
+        shown, images = [("GT", hr[0].cpu())], [hr]
         if BICUBIC not in srs:  # bicubic is always shown, even when it is not a row of the table
             sr = quantize(imresize(batch["lr"][:1], self.scale), bits)
             values = image_scores(sr, hr, self.crop, None)
             shown.append((metric_caption(BICUBIC, values["psnr"], values["ssim"]), sr[0].cpu()))
+            images.append(sr)
         order = sorted(srs, key=lambda m: m != BICUBIC)  # bicubic first
         shown += [
             (metric_caption(m, scores[m].psnr, scores[m].ssim), srs[m][0].cpu()) for m in order
         ]
-        figure = thesis_figure(hr[0].cpu(), shown, box, title=f"{dataset} / {name}, x{self.scale}")
+        images += [srs[m][:1] for m in order]
+        figure = stack_rows(
+            [
+                thesis_figure(hr[0].cpu(), shown, box, title=f"{dataset} / {name}, x{self.scale}"),
+                self.residual_row(hr[0].cpu(), images, batch["lr"][:1], bits, box),
+            ]
+        )
         path = self.out_dir / "figures" / f"{dataset}_{Path(name).stem}_x{self.scale}.png"
         self.paths.append(save_figure(figure, path))
+
+    def residual_row(self, hr: Tensor, images: list[Tensor], lr: Tensor, bits: int, box):
+        """The ``|imresize(SR, 1/s) - LR|`` map of each image, one colour scale (its bar first)."""
+        maps = [lr_residual(im, lr, self.scale, bits)[0, 0].cpu() for im in images]
+        vmax = nice_vmax(torch.cat([m.flatten() for m in maps[1:] or maps])[None])
+        panels = [
+            (
+                f"LR residual\nLR-PSNR {float(lr_psnr(im, lr, self.scale, bits)[0]):.2f} dB",
+                heat_map_tensor(m, tuple(hr.shape[-2:]), vmax),
+            )
+            for im, m in zip(images, maps, strict=True)
+        ]
+        return thesis_figure(hr, panels, box, overview=scale_bar(192, vmax, "levels"))

@@ -5,8 +5,10 @@ A row is one method at one scale on one dataset::
     {"method": "EDSR", "scale": 4, "dataset": "Set5", "psnr": 32.46, "ssim": 0.8968,
      "n_images": 5, "protocol": "...", "psnr_fov": ..., "ssim_fov": ...}  # *_fov: fundus only
 
+plus ``lr_psnr`` (``consistency=true|project``) and ``tta_std`` (``tta=x8``) when computed.
+
 The Markdown table has one line per (method, scale) and one ``PSNR / SSIM`` column per dataset
-(plus ``<dataset> (FOV)`` where field-of-view numbers exist), as in the EDSR/RCAN papers.
+(plus ``<dataset> (FOV)``, ``(LR-PSNR)`` and ``(TTA std)`` columns where those exist), as in the EDSR/RCAN papers.
 
 Merge the results of several runs (for example one per scale) into one table with
 ``python -m medsr.results <run>/results.json ... [--out <folder>]``.
@@ -86,8 +88,15 @@ def protocol_words(
     tile_overlap: int = 0,
     tta: bool = False,
     fov: bool = False,
+    consistency: str = "false",
+    projection=None,
+    spread: bool = False,
 ) -> str:
-    """How every number of a row was computed, in words (training and evaluation share it)."""
+    """How every number of a row was computed, in words (training and evaluation share it).
+
+    ``consistency``/``projection``/``spread``: the ``lr_psnr`` and ``tta_std`` columns and the
+    back-projection of ``consistency=project`` (a ``consistency.BackProjection``).
+    """
     parts = [
         "Y channel (ITU-R BT.601 as MATLAB rgb2ycbcr, 16-235) of RGB images, the image's own channel for grayscale",
         f"{crop} px border removed on each side",
@@ -102,6 +111,22 @@ def protocol_words(
     if fov:
         parts.append(
             "*_fov: inside the field-of-view mask (PSNR over its pixels, SSIM over windows centred in it)"
+        )
+    if projection is not None:
+        parts.append(
+            "SR back-projected onto the LR input before scoring (x <- x + imresize(LR - imresize(x, 1/s), s) "
+            f"until a step lowers the RMS LR residual by < {projection.tolerance:g} levels, at most "
+            f"{projection.max_iterations} steps; per tile when tiled)"
+        )
+    if consistency != "false":
+        parts.append(
+            "lr_psnr: PSNR on Y between imresize(SR, 1/s) rounded to the source bit depth and the LR "
+            "input, no border crop"
+        )
+    if spread:
+        parts.append(
+            "tta_std: per-pixel standard deviation of the 8 self-ensemble outputs (RMS over channels), "
+            "image mean, in levels of the source bit depth"
         )
     return "; ".join(parts)
 
@@ -121,6 +146,14 @@ def _fmt(value: float | None, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
+# Optional per-dataset columns of the Markdown table: (row field, header suffix, second field).
+_EXTRA_COLUMNS = (
+    ("psnr_fov", "FOV", "ssim_fov"),
+    ("lr_psnr", "LR-PSNR", None),
+    ("tta_std", "TTA std", None),
+)
+
+
 def markdown_table(rows: Sequence[dict]) -> str:
     """Method x scale rows, one ``PSNR / SSIM`` column per dataset (first-seen order).
 
@@ -134,12 +167,13 @@ def markdown_table(rows: Sequence[dict]) -> str:
         if key not in keys:
             keys.append(key)
         columns = [(r["dataset"], "psnr", "ssim")]
-        if r.get("psnr_fov") is not None:
-            columns.append((f"{r['dataset']} (FOV)", "psnr_fov", "ssim_fov"))
+        for field, suffix, pair in _EXTRA_COLUMNS:
+            if r.get(field) is not None:
+                columns.append((f"{r['dataset']} ({suffix})", field, pair))
         for name, p, s in columns:
             if name not in datasets:
                 datasets.append(name)
-            cells[(*key, name)] = f"{_fmt(r.get(p), 2)} / {_fmt(r.get(s), 4)}"
+            cells[(*key, name)] = _fmt(r.get(p), 2) + (f" / {_fmt(r.get(s), 4)}" if s else "")
     order = {k: i for i, k in enumerate(keys)}
     keys = sorted(keys, key=lambda k: (k[1], order[k]))
     header = ["Method", "Scale", *datasets]
@@ -165,6 +199,10 @@ def protocols(rows: Iterable[dict]) -> list[str]:
 def markdown_report(rows: Sequence[dict]) -> str:
     """The table with its caption (PSNR dB / SSIM) and the protocol(s) in words."""
     lines = ["PSNR (dB) / SSIM, mean over the images of each set.", "", markdown_table(rows), ""]
+    if any(r.get("lr_psnr") is not None for r in rows):
+        lines[0] += " LR-PSNR (dB): the SR, downscaled, against the LR input (no ground truth)."
+    if any(r.get("tta_std") is not None for r in rows):
+        lines[0] += " TTA std (levels): spread of the 8 self-ensemble outputs."
     lines += [f"Protocol: {p}" for p in protocols(rows)]
     return "\n".join(lines) + "\n"
 

@@ -3,7 +3,8 @@
 ``medsr.evaluate`` and ``medsr.train`` (after fit) both call :func:`score_sets`, so their rows,
 tables and W&B tables are the same by construction. Per image: SR is clamped and rounded to the
 HR bit depth (8 bits for the benchmarks, as published tables), then PSNR/SSIM on Y with
-``crop_border`` (and inside the field of view for fundus sets).
+``crop_border`` (and inside the field of view for fundus sets); with ``consistency`` on, the
+LR-PSNR of the same SR, and with self-ensemble, the spread of its eight outputs (``tta_std``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from medsr.evaluation.consistency import BackProjection, lr_psnr
 from medsr.evaluation.inference import Upscaler
 from medsr.evaluation.results import ImageScore, ResultRow, protocol_words
 from medsr.metrics import psnr_y, ssim_y
@@ -51,6 +53,8 @@ class Protocol:
     tile: int = 0
     tile_overlap: int = 0
     tta: bool = False
+    consistency: str = "false"  # false | true | project (see evaluation.consistency_report)
+    projection: BackProjection | None = None
 
 
 def image_scores(sr: Tensor, hr: Tensor, crop: int, mask: Tensor | None) -> dict[str, float]:
@@ -101,8 +105,12 @@ def score_sets(
             name = str(batch["name"][0])
             srs, scores = {}, {}
             for method in methods:
-                sr = quantize(method.upscaler(batch["lr"]).to(device), bits)
+                sr = quantize(method.upscaler(batch["lr"], bits=bits).to(device), bits)
                 values = image_scores(sr, batch["hr"], crop, batch.get("mask"))
+                if protocol.consistency != "false":
+                    values["lr_psnr"] = float(lr_psnr(sr, batch["lr"], scale, bits)[0])
+                if method.upscaler.spread:
+                    values["tta_std"] = float(method.upscaler.last_spread.mean())
                 scores[method.name] = ImageScore(method.name, scale, dataset, name, **values)
                 srs[method.name] = sr
             per_image.extend(scores.values())
@@ -111,6 +119,8 @@ def score_sets(
             if on_progress is not None:
                 on_progress()
     set_protocols = getattr(datamodule, "set_protocols", {}) or {}
+
+    spread = any(m.upscaler.spread for m in methods)
 
     def words(dataset: str, fov: bool) -> str:
         return protocol_words(
@@ -123,6 +133,9 @@ def score_sets(
             tile_overlap=protocol.tile_overlap,
             tta=protocol.tta,
             fov=fov,
+            consistency=protocol.consistency,
+            projection=protocol.projection,
+            spread=spread,
         )
 
     rows = aggregate(per_image, [m.name for m in methods], names, words)
