@@ -16,8 +16,10 @@ properties can still be measured on every output:
   (``medsr.ops.ensemble.self_ensemble_spread``), in levels.
 
 Neither proves an output right: an output can match the LR input exactly and still hold
-invented detail above the LR Nyquist frequency (bicubic's own upscale does, and so does any
-projected GAN output); a low spread says the network is self-consistent, not correct.
+invented detail finer than the LR pixel grid, which the check cannot see (a projected GAN
+output passes it by construction); a low spread says the network agrees with itself under
+flips and rotations, not that it is correct. Computed in float64: float32 would move values
+across 16-bit rounding boundaries.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = [
     "ProjectionResult",
     "back_project",
     "downscale_rows",
+    "finish_window",
     "full_scale",
     "lr_psnr",
     "lr_psnr_of",
