@@ -50,6 +50,14 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[dict]:
     device = resolve_device(cfg.get("device"))
     consistency = parse_mode(cfg.get("consistency"))
     projection = projection_settings(consistency, cfg.get("projection"))
+    degradation = (cfg.get("degradation") or {}).get("name", "bicubic")
+    if consistency != "false" and degradation != "bicubic":
+        log.warning(
+            "consistency=%s checks the SR against the bicubic model of the LR; with "
+            "degradation=%s lr_psnr also measures how far that model is from the degradation",
+            consistency,
+            degradation,
+        )
     methods = build_methods(cfg, scale, device, projection)
     # A realistic degradation makes each test image's LR with the image's own seeded generator.
     datamodule = instantiate(cfg.data, degradation=build_degradation(cfg.get("degradation")))
