@@ -7,9 +7,10 @@ symmetric padding; weights normalised per output pixel; the dimension with the s
 scale resized first) but applies the weights as a few dense matmuls per dimension instead
 of BasicSR's per-pixel loop, so it runs batched, on any device, and is differentiable.
 
-One difference from MATLAB on ``uint8`` images: MATLAB rounds to ``uint8`` between the two
-passes; here the intermediate stays float (as in BasicSR). Round once at the end with
-:func:`medsr.ops.quantize`.
+MATLAB on a ``uint8`` image rounds to ``uint8`` after each of the two passes (the DIV2K
+``LR_bicubic`` and benchmark LR files were made so); by default the intermediate stays float
+(as in BasicSR: round once at the end with :func:`medsr.ops.quantize`) and ``integer_bits=8``
+gives MATLAB's uint8 behaviour.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from numbers import Real
 import numpy as np
 import torch
 from torch import Tensor
+
+from medsr.ops.quantize import levels
 
 __all__ = ["imresize", "mod_crop"]
 
@@ -145,7 +148,11 @@ def _parse_scale_size(
 
 
 def imresize(
-    x: Tensor, scale: float | Sequence[float] | None = None, *, size: Sequence[int] | None = None
+    x: Tensor,
+    scale: float | Sequence[float] | None = None,
+    *,
+    size: Sequence[int] | None = None,
+    integer_bits: int | None = None,
 ) -> Tensor:
     """Resize like MATLAB ``imresize(x, scale, 'bicubic')`` (antialiased when shrinking).
 
@@ -155,9 +162,15 @@ def imresize(
         scale: factor for both dimensions (0.5 shrinks by 2) or a pair (scale_h, scale_w).
             Output size is MATLAB's ``ceil(scale * H)``, ``ceil(scale * W)``.
         size: output (h, w) instead of ``scale``; the scales are then h/H and w/W, as in MATLAB.
+        integer_bits: resize ``x`` as MATLAB resizes an integer image of this many bits (8 =
+            ``imresize`` of a ``uint8`` image, how the DIV2K and benchmark LR files were made):
+            input, the result of each 1-D pass and so the output are rounded to its levels
+            (halves up, saturated), on the 0..2^bits-1 scale as MATLAB computes, so exact
+            halves round as there. None: float throughout.
 
     Returns:
-        The resized tensor, same leading dims, device and dtype as ``x``; differentiable.
+        The resized tensor, same leading dims, device and dtype as ``x``; differentiable
+        unless ``integer_bits`` is given.
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"imresize: expected a torch.Tensor, got {type(x).__name__}")
@@ -173,11 +186,18 @@ def imresize(
 
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
     # MATLAB resizes the dimension with the smaller scale first (rows on a tie).
-    if scale_h <= scale_w:
-        out = _resize_dim(_resize_dim(work, -2, out_h, scale_h), -1, out_w, scale_w)
-    else:
-        out = _resize_dim(_resize_dim(work, -1, out_w, scale_w), -2, out_h, scale_h)
-    return out.to(x.dtype)
+    passes = ((-2, out_h, scale_h), (-1, out_w, scale_w))[:: 1 if scale_h <= scale_w else -1]
+    if integer_bits is None:
+        return _resize_dim(_resize_dim(work, *passes[0]), *passes[1]).to(x.dtype)
+    top = levels(integer_bits)
+
+    def integer(v: Tensor) -> Tensor:  # MATLAB's cast to the integer class
+        return torch.floor(v.clamp(0, top) + 0.5)
+
+    out = integer(work * top)
+    for dim in passes:
+        out = integer(_resize_dim(out, *dim))
+    return (out / top).to(x.dtype)
 
 
 def mod_crop(x: Tensor, scale: int) -> Tensor:
