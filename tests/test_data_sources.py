@@ -10,14 +10,8 @@ import pytest
 from PIL import Image
 
 from medsr.data.image_io import list_images
-from medsr.data.sources import (
-    benchmark_sets,
-    df2k_listing,
-    messidor_images_dir,
-    messidor_split,
-    read_split,
-    write_split,
-)
+from medsr.data.sources import benchmark_sets, df2k_listing, messidor_images_dir
+from medsr.data.splits import read_split, seeded_split, write_split
 from medsr.errors import DataError
 
 
@@ -39,28 +33,32 @@ def test_df2k_layout_and_report(tmp_path, bsds):
     )  # tar layout
     _pngs(bsds[5:7], tmp_path / "DIV2K_valid_HR", ["0801.png", "0802.png"])
     listing = df2k_listing(tmp_path, n_val=1)
-    assert [r.name for r in listing.train] == ["0001", "0002", "0003", "000001", "000002"]
-    assert [r.name for r in listing.val] == ["0801"] and [r.name for r in listing.test] == [
-        "0801",
-        "0802",
-    ]
-    assert listing.val_name == "DIV2K_valid"
+    names = ["0001", "0002", "0003", "000001", "000002"]
+    assert len(listing.val) == 1 and [r.name for r in listing.train + listing.val] != names
+    assert sorted(r.name for r in listing.train + listing.val) == sorted(names)
+    # Test on all of DIV2K_valid_HR; validation on a held-out training image, never a test one.
+    assert [r.name for r in listing.test] == ["0801", "0802"]
+    assert (listing.val_name, listing.test_name) == ("DF2K_heldout", "DIV2K_valid")
     report = listing.report
     assert "DIV2K_train_HR 3 images (the official set has 800)" in report
     assert "Flickr2K_HR 2 images (the official set has 2650)" in report
-    assert "validation on DIV2K_valid_HR (1 of 2 images; test on all)" in report
-    assert "training on 5 images" in report
+    assert "test on DIV2K_valid_HR (2 images)" in report
+    assert "validation on 1 other held-out training images (seed 0)" in report
+    assert "training on 4 images" in report
 
 
 def test_df2k_without_validation_folder_holds_out_a_seeded_slice(tmp_path, bsds):
     _pngs(bsds[:5], tmp_path / "Flickr2K_HR", [f"{i:06d}.png" for i in range(1, 6)])
-    a = df2k_listing(tmp_path, n_val=2, seed=0)
-    b = df2k_listing(tmp_path, n_val=2, seed=0)
+    a = df2k_listing(tmp_path, n_val=2, seed=0, n_test=1)
+    b = df2k_listing(tmp_path, n_val=2, seed=0, n_test=1)
     assert [r.name for r in a.val] == [r.name for r in b.val] and len(a.val) == 2
-    assert not {r.name for r in a.val} & {r.name for r in a.train} and len(a.train) == 3
-    assert a.test == a.val and a.val_name == "DF2K_heldout"
-    assert "DIV2K_train_HR absent" in a.report and "held out" in a.report
-    others = {tuple(r.name for r in df2k_listing(tmp_path, n_val=2, seed=s).val) for s in range(6)}
+    parts = [{r.name for r in part} for part in (a.train, a.val, a.test)]
+    assert [len(p) for p in parts] == [2, 2, 1] and len(set.union(*parts)) == 5  # disjoint
+    assert (a.val_name, a.test_name) == ("DF2K_heldout", "DF2K_heldout_test")
+    assert "DIV2K_valid_HR absent: test on 1 held-out training images" in a.report
+    # The test slice is drawn first: the number of validation images never moves it.
+    assert df2k_listing(tmp_path, n_val=1, seed=0, n_test=1).test == a.test
+    others = {tuple(r.name for r in df2k_listing(tmp_path, 2, s, n_test=1).val) for s in range(6)}
     assert len(others) > 1  # the seed matters
 
 
@@ -83,27 +81,21 @@ def _names(paths):
 
 def test_messidor_split_is_deterministic_disjoint_and_stable(tmp_path):
     images = [tmp_path / f"IM{i:04d}.png" for i in range(50)]
-    a, how = messidor_split(
-        images, tmp_path, n_train=30, n_val=5, n_test=10, seed=0, split_file=None
-    )
-    b, _ = messidor_split(images, tmp_path, n_train=30, n_val=5, n_test=10, seed=0, split_file=None)
+    a, how = seeded_split(images, tmp_path, n_train=30, n_val=5, n_test=10, seed=0)
+    b, _ = seeded_split(images, tmp_path, n_train=30, n_val=5, n_test=10, seed=0)
     assert a == b and "split_seed=0" in how
     assert [len(a[k]) for k in ("train", "val", "test")] == [30, 5, 10]
     assert len(set(a["train"]) | set(a["val"]) | set(a["test"])) == 45
     for part in a.values():
         assert part == sorted(part)
-    c, _ = messidor_split(
-        images, tmp_path, n_train=None, n_val=5, n_test=10, seed=0, split_file=None
-    )
+    c, _ = seeded_split(images, tmp_path, n_train=None, n_val=5, n_test=10, seed=0)
     assert (
         c["test"] == a["test"] and c["val"] == a["val"] and len(c["train"]) == 35
     )  # n_train never moves test
-    d, _ = messidor_split(images, tmp_path, n_train=30, n_val=5, n_test=10, seed=1, split_file=None)
+    d, _ = seeded_split(images, tmp_path, n_train=30, n_val=5, n_test=10, seed=1)
     assert d["test"] != a["test"]
     with pytest.raises(DataError, match="data.n_train"):
-        messidor_split(
-            images, tmp_path, n_train=1000, n_val=10, n_test=100, seed=0, split_file=None
-        )
+        seeded_split(images, tmp_path, n_train=1000, n_val=10, n_test=100, seed=0)
 
 
 def test_split_csv_round_trip_and_user_csv_errors(tmp_path):
@@ -114,15 +106,15 @@ def test_split_csv_round_trip_and_user_csv_errors(tmp_path):
         p = images_dir / f"{i:02d}.JPG"
         p.write_bytes(b"x")
         images.append(p)
-    split, _ = messidor_split(images, images_dir, 6, 2, 4, seed=3, split_file=None)
+    split, _ = seeded_split(images, images_dir, 6, 2, 4, seed=3)
     csv_path = tmp_path / "run" / "messidor_split.csv"
     write_split(csv_path, split, images_dir)
-    assert csv_path.read_text().splitlines()[0] == "split,image"
-    assert read_split(csv_path, images_dir) == split
-    again, how = messidor_split(images, images_dir, 1, 1, 1, seed=99, split_file=csv_path)
-    assert again == split and "read from" in how  # the file wins over sizes and seed
+    lines = csv_path.read_text().splitlines()
+    _, image, group = lines[1].split(",")
+    assert lines[0] == "split,image,group" and group == image[:2]  # no groups: each its own
+    assert read_split(csv_path, images_dir)[0] == split
     bad = tmp_path / "bad.csv"
-    bad.write_text("split,image\ntrain,00.JPG\ntest,missing.png\n")
+    bad.write_text("split,image\ntrain,00.JPG\nval,01.JPG\ntest,missing.png\n")
     with pytest.raises(DataError, match="missing.png"):
         read_split(bad, images_dir)
     bad.write_text("file\n00.JPG\n")
@@ -130,6 +122,10 @@ def test_split_csv_round_trip_and_user_csv_errors(tmp_path):
         read_split(bad, images_dir)
     bad.write_text("split,image\nholdout,00.JPG\n")
     with pytest.raises(DataError, match="unknown split"):
+        read_split(bad, images_dir)
+    # Validation on the test images is refused: no split may select on them.
+    bad.write_text("split,image\ntrain,00.JPG\ntest,01.JPG\n")
+    with pytest.raises(DataError, match="no val image"):
         read_split(bad, images_dir)
 
 

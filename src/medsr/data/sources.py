@@ -6,15 +6,13 @@ names and the seed, never on the file system's order.
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from medsr.data.fov import find_mask_file
 from medsr.data.image_io import list_images
+from medsr.data.splits import holdout
 from medsr.errors import ConfigError, DataError
 
 DIV2K_URL = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
@@ -22,6 +20,16 @@ FLICKR2K_URL = "https://cv.snu.ac.kr/research/EDSR/Flickr2K.tar"
 MESSIDOR2_URL = "https://www.adcis.net/en/third-party/messidor2/"
 # How LR is made when no LR files come with a set (medsr.data.degrade.bicubic_lr).
 IMRESIZE_PROTOCOL = "LR: MATLAB-bicubic imresize of mod-cropped HR, 8-bit"
+IMRESIZE_UINT8_PROTOCOL = (
+    "LR: MATLAB-bicubic imresize of mod-cropped HR with MATLAB's uint8 intermediate, 8-bit"
+)
+
+
+def imresize_protocol(matlab_uint8: bool = False) -> str:
+    """The protocol words of LR made by ``bicubic_lr`` (``degradation.matlab_uint8``)."""
+    return IMRESIZE_UINT8_PROTOCOL if matlab_uint8 else IMRESIZE_PROTOCOL
+
+
 BENCHMARK_URL = "https://cv.snu.ac.kr/research/EDSR/benchmark.tar (EDSR benchmark package)"
 # Benchmark sets in the order of the SR literature's tables; other folders follow, sorted.
 BENCHMARK_ORDER = ("Set5", "Set14", "B100", "BSDS100", "BSDS200", "Urban100", "Manga109")
@@ -85,23 +93,6 @@ def folder_records(dirs: list[str | Path], key: str, recursive: bool = False) ->
     return records
 
 
-def holdout(
-    records: list[ImageRecord], n: int, seed: int
-) -> tuple[list[ImageRecord], list[ImageRecord]]:
-    """Split off ``n`` records chosen with ``seed`` (both parts keep the sorted order)."""
-    if n <= 0:
-        return records, []
-    if n >= len(records):
-        raise DataError(
-            f"cannot hold out {n} of {len(records)} images for validation and still train; "
-            "lower data.n_val or add images."
-        )
-    picked = set(np.random.default_rng(seed).choice(len(records), n, replace=False).tolist())
-    return [r for i, r in enumerate(records) if i not in picked], [
-        r for i, r in enumerate(records) if i in picked
-    ]
-
-
 # -- DF2K ------------------------------------------------------------------------------------
 def _first_dir(root: Path, *candidates: str) -> Path | None:
     for c in candidates:
@@ -112,30 +103,33 @@ def _first_dir(root: Path, *candidates: str) -> Path | None:
 
 @dataclass
 class DF2KListing:
-    """What ``df2k_listing`` found: training and validation records, and a report."""
+    """What ``df2k_listing`` found: training, validation and test records, and a report."""
 
     train: list[ImageRecord]
     val: list[ImageRecord]
     test: list[ImageRecord]
     val_name: str
     report: str
+    test_name: str = "DIV2K_valid"
 
 
-def df2k_listing(root: Path, n_val: int | None, seed: int = 0) -> DF2KListing:
-    """DIV2K + Flickr2K training images and the validation images, with a report of what was found.
+def df2k_listing(root: Path, n_val: int | None, seed: int = 0, n_test: int = 10) -> DF2KListing:
+    """DIV2K + Flickr2K training images, validation and test images, with a report of what was found.
+
+    Validation never uses a test image: it holds out ``n_val`` training images (seeded); the
+    test set is DIV2K_valid_HR, or without it a second held-out slice, drawn first.
 
     Layout (either training folder may be absent)::
 
         <root>/DIV2K_train_HR/0001.png ... 0800.png
         <root>/Flickr2K_HR/000001.png ... 002650.png   (or <root>/Flickr2K/Flickr2K_HR/)
-        <root>/DIV2K_valid_HR/0801.png ... 0900.png    (validation; else a held-out slice)
+        <root>/DIV2K_valid_HR/0801.png ... 0900.png    (test; else a held-out slice)
 
     Args:
         root: the DF2K folder (``data.root``).
-        n_val: validation images: the first ``n_val`` of DIV2K_valid_HR (``None`` = all; the
-            test set is always all of them), or without it a seeded held-out slice of the
-            training images (``None`` = 10), used for validation and test.
-        seed: seed of the held-out slice.
+        n_val: training images held out for validation (``None`` = 10).
+        seed: seed of the held-out slices (``data.split_seed``).
+        n_test: test images held out when DIV2K_valid_HR is absent.
     """
     hint = f"Download DIV2K from {DIV2K_URL} and Flickr2K from {FLICKR2K_URL}."
     if not root.is_dir():
@@ -164,25 +158,18 @@ def df2k_listing(root: Path, n_val: int | None, seed: int = 0) -> DF2KListing:
     valid = _first_dir(root, "DIV2K_valid_HR", "DIV2K/DIV2K_valid_HR")
     if valid is not None:
         test = records_from(list_images(valid, key="data.root", hint=hint), valid)
-        val = test if n_val is None else test[:n_val]
-        name = "DIV2K_valid"
-        found.append(
-            f"validation on DIV2K_valid_HR ({len(val)} of {len(test)} images; test on all)"
-        )
+        test_name, where = "DIV2K_valid", f"test on DIV2K_valid_HR ({len(test)} images)"
     else:
-        train, val = holdout(train, 10 if n_val is None else n_val, seed)
-        test, name = val, "DF2K_heldout"
-        found.append(
-            f"DIV2K_valid_HR absent: {len(val)} training images held out for validation and test (seed {seed})"
-        )
+        train, test = holdout(train, n_test, seed, "data.n_test")
+        test_name = "DF2K_heldout_test"
+        where = f"DIV2K_valid_HR absent: test on {len(test)} held-out training images"
+    train, val = holdout(train, 10 if n_val is None else n_val, (seed, 1))
+    found.append(f"{where}; validation on {len(val)} other held-out training images (seed {seed})")
     report = f"df2k in {root}: " + "; ".join(found) + f"; training on {len(train)} images"
-    return DF2KListing(train, val, test, name, report)
+    return DF2KListing(train, val, test, "DF2K_heldout", report, test_name)
 
 
 # -- MESSIDOR-2 ------------------------------------------------------------------------------
-SPLITS = ("train", "val", "test")
-
-
 def messidor_images_dir(root: Path) -> Path:
     """``<root>/IMAGES`` (any case), or ``root`` itself when it holds the images directly."""
     hint = f"MESSIDOR-2 is distributed at {MESSIDOR2_URL} (unzip IMAGES.zip into the folder)."
@@ -194,88 +181,6 @@ def messidor_images_dir(root: Path) -> Path:
         if child.is_dir() and child.name.lower() == "images":
             return child
     return root
-
-
-def messidor_split(
-    images: list[Path],
-    images_dir: Path,
-    n_train: int | None,
-    n_val: int,
-    n_test: int,
-    seed: int,
-    split_file: Path | None,
-) -> tuple[dict[str, list[Path]], str]:
-    """A deterministic train/val/test split, or the one in ``split_file`` when it exists.
-
-    The test images are drawn first, then validation, then training, so changing ``n_train``
-    never changes the test set. ``n_train=None`` trains on every image not in val/test.
-
-    Returns:
-        ``({"train": [...], "val": [...], "test": [...]}, how)``.
-    """
-    if split_file is not None and split_file.is_file():
-        return read_split(split_file, images_dir), f"split read from {split_file}"
-    total = len(images)
-    need = n_val + n_test + (n_train or 0)
-    if n_val < 0 or n_test < 1 or (n_train is not None and n_train < 1) or need > total:
-        raise DataError(
-            f"cannot split {total} images of {images_dir} into n_train={n_train}, n_val={n_val}, "
-            f"n_test={n_test}; set data.n_train / data.n_val / data.n_test (n_train=null uses the rest)."
-        )
-    order = np.random.default_rng(seed).permutation(total)
-    test, val = order[:n_test], order[n_test : n_test + n_val]
-    rest = order[n_test + n_val :]
-    train = rest if n_train is None else rest[:n_train]
-    split = {
-        name: [images[i] for i in sorted(idx.tolist())]
-        for name, idx in zip(SPLITS, (train, val, test), strict=True)
-    }
-    return split, f"seeded split (data.split_seed={seed})"
-
-
-def write_split(path: Path, split: dict[str, list[Path]], images_dir: Path) -> None:
-    """CSV with columns ``split,image`` (image relative to the images folder), written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["split", "image"])
-        for name in SPLITS:
-            for p in split[name]:
-                w.writerow([name, p.relative_to(images_dir).as_posix()])
-    os.replace(tmp, path)
-
-
-def read_split(path: Path, images_dir: Path) -> dict[str, list[Path]]:
-    """Read a ``split,image`` CSV; every listed file must exist (paths relative to ``images_dir``)."""
-    split: dict[str, list[Path]] = {name: [] for name in SPLITS}
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"split", "image"} <= set(reader.fieldnames):
-            raise DataError(
-                f"split file {path} needs the header 'split,image' (split = train, val or test)."
-            )
-        for row in reader:
-            name = row["split"].strip().lower()
-            if name not in split:
-                raise DataError(
-                    f"split file {path}: unknown split {row['split']!r} (use train, val or test)."
-                )
-            split[name].append(images_dir / row["image"].strip())
-    missing = [p for ps in split.values() for p in ps if not p.is_file()]
-    if missing:
-        names = ", ".join(str(p) for p in missing[:5])
-        raise DataError(
-            f"split file {path} lists {len(missing)} missing image(s) (e.g. {names}); paths are relative "
-            f"to {images_dir}. Fix data.root or the file."
-        )
-    if not split["train"] and not split["test"]:
-        raise DataError(f"split file {path} lists no train and no test image.")
-    if not split["val"]:
-        split["val"] = split["test"]
-    return {
-        k: sorted(v, key=lambda p: p.relative_to(images_dir).as_posix()) for k, v in split.items()
-    }
 
 
 # -- benchmark sets --------------------------------------------------------------------------

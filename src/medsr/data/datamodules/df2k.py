@@ -1,4 +1,4 @@
-"""DF2K: DIV2K train (800) + Flickr2K (2,650) for training, DIV2K valid for validation."""
+"""DF2K: DIV2K train (800) + Flickr2K (2,650) for training, DIV2K valid for testing."""
 
 from __future__ import annotations
 
@@ -17,24 +17,30 @@ log = logging.getLogger(__name__)
 
 
 class DF2KDataModule(SRDataModule):
-    """DIV2K (800) + Flickr2K (2,650) training images; validation on DIV2K_valid_HR.
+    """DIV2K (800) + Flickr2K (2,650) training images; test on DIV2K_valid_HR, validation on
+    held-out training images (never a test image).
 
     Args:
         root: folder holding ``DIV2K_train_HR/``, ``Flickr2K_HR/`` (either may be absent) and
-            ``DIV2K_valid_HR/`` (else ``n_val`` training images are held out).
-        n_val: validation images (first of DIV2K_valid_HR); the test stage uses all of them.
+            ``DIV2K_valid_HR/`` (the test set; else ``n_test`` training images are held out).
+        n_val: training images held out for validation (seeded by ``split_seed``).
+        n_test: training images held out for testing when DIV2K_valid_HR is absent.
         **kwargs: the :class:`SRDataModule` options.
     """
 
-    def __init__(self, root: str = "data/DF2K", n_val: int = 10, **kwargs) -> None:
+    separate_test = True
+
+    def __init__(
+        self, root: str = "data/DF2K", n_val: int = 10, n_test: int = 10, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.root = Path(root).expanduser()
-        self.n_val = n_val
+        self.n_val, self.n_test = n_val, n_test
         self._listing: DF2KListing | None = None
 
     def _listed(self) -> DF2KListing:
         if self._listing is None:
-            self._listing = df2k_listing(self.root, self.n_val, self.split_seed)
+            self._listing = df2k_listing(self.root, self.n_val, self.split_seed, self.n_test)
             self.report = self._listing.report
             info("%s", self.report)
         return self._listing
@@ -44,4 +50,6 @@ class DF2KDataModule(SRDataModule):
 
     def _list_eval(self, stage: str) -> list[EvalSet]:
         listing = self._listed()
-        return [EvalSet(listing.val_name, listing.test if stage == "test" else listing.val)]
+        if stage == "test":
+            return [EvalSet(listing.test_name, listing.test)]
+        return [EvalSet(listing.val_name, listing.val)]

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from medsr.data.datamodules.base import SRDataModule
-from medsr.data.sources import (
-    EvalSet,
-    ImageRecord,
-    attach_masks,
-    folder_records,
-    holdout,
-)
+from medsr.data.datamodules.base import SRDataModule, info
+from medsr.data.sources import EvalSet, ImageRecord, attach_masks, folder_records
+from medsr.data.splits import holdout
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +18,8 @@ class FolderDataModule(SRDataModule):
         train_dirs: training image folders.
         val_dirs: validation folders (pooled into one set named ``name``); None = ``n_val``
             training images held out with ``split_seed``.
-        test_dirs: test folders; None = the validation images.
+        test_dirs: test folders (checked to share no image with validation); None = the
+            validation images (a demo's shortcut: numbers selected on them are biased).
         n_val: held-out images when ``val_dirs`` is None.
         name: the evaluation set's name in logs.
         recursive: include sub-folders.
@@ -48,6 +44,7 @@ class FolderDataModule(SRDataModule):
         self.name = name
         self.recursive = recursive
         self._split: tuple[list[ImageRecord], list[ImageRecord]] | None = None
+        self.separate_test = self.test_dirs is not None
 
     def _with_masks(self, records: list[ImageRecord]) -> list[ImageRecord]:
         if not (self.fov.enabled and self.mask_dir):
@@ -69,6 +66,8 @@ class FolderDataModule(SRDataModule):
         return self._pool()[0]
 
     def _list_eval(self, stage: str) -> list[EvalSet]:
+        if stage == "test" and not self.test_dirs:
+            info("testing on the validation images (data.test_dirs=null)")
         dirs = self.test_dirs if stage == "test" and self.test_dirs else self.val_dirs
         if dirs is None:
             records = self._pool()[1]

@@ -1,8 +1,9 @@
-"""MESSIDOR-2 fundus photographs: a seeded train/val/test split, field-of-view aware."""
+"""MESSIDOR-2 fundus photographs: a seeded, patient-level train/val/test split, field-of-view aware."""
 
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 from medsr.data.datamodules.base import SRDataModule, info
@@ -12,30 +13,49 @@ from medsr.data.sources import (
     EvalSet,
     ImageRecord,
     messidor_images_dir,
-    messidor_split,
     records_from,
+)
+from medsr.data.splits import (
+    Split,
+    check_no_crossing,
+    read_groups,
+    read_split,
+    seeded_split,
     write_split,
 )
 
 log = logging.getLogger(__name__)
+
+PER_IMAGE_WARNING = (
+    "data=messidor without data.groups_file: the split is per image, so one patient's two eyes "
+    "may fall on both sides (train and test). Give data.groups_file=<messidor-2.csv of the "
+    "distribution> for a patient-level split (see the README)."
+)
 
 
 class MessidorDataModule(SRDataModule):
     """MESSIDOR-2 fundus photographs: a seeded train/val/test split, field-of-view aware.
 
     The split (1,000 train / 100 test by default, as in the thesis, plus a few validation
-    images) is written as ``messidor_split.csv`` into the run folder (or to ``split_file``);
+    images) puts whole groups (patients: ``groups_file``) on one side, and is written as
+    ``messidor_split.csv`` (``split,image,group``) into the run folder (or to ``split_file``);
     pass that file back as ``data.split_file`` to reuse it, or give your own CSV
-    (``split,image`` rows, image paths relative to ``IMAGES/``).
+    (``split,image[,group]`` rows, image paths relative to ``IMAGES/``).
 
     Args:
         root: folder holding ``IMAGES/`` (any case; .png, .jpg, .tif), or the images themselves.
-        n_train, n_val, n_test: split sizes (``n_train=None``: all images not in val/test).
+        n_train, n_val, n_test: split sizes (``n_train=None``: all images not in val/test);
+            reached as closely as whole groups allow (the report says the counts).
         split_file: CSV to read when it exists, else where the new split is written.
+        groups_file: CSV of image groups (``image,group`` rows, or one examination per row
+            listing its images, as MESSIDOR-2's ``messidor-2.csv``); None = per-image split,
+            with a warning.
         run_dir: the run folder, where a new split is recorded when ``split_file`` is None.
         mask_dir: FOV masks; None = ``<root>/mask/`` when present, else computed per image.
         **kwargs: the :class:`SRDataModule` options (``fov`` defaults to True here).
     """
+
+    separate_test = True
 
     def __init__(
         self,
@@ -44,6 +64,7 @@ class MessidorDataModule(SRDataModule):
         n_val: int = 10,
         n_test: int = 100,
         split_file: str | None = None,
+        groups_file: str | None = None,
         run_dir: str | None = None,
         fov: bool = True,
         **kwargs,
@@ -52,6 +73,7 @@ class MessidorDataModule(SRDataModule):
         self.root = Path(root).expanduser()
         self.n_train, self.n_val, self.n_test = n_train, n_val, n_test
         self.split_file = Path(split_file).expanduser() if split_file else None
+        self.groups_file = Path(groups_file).expanduser() if groups_file else None
         self.run_dir = Path(run_dir) if run_dir else None
         self._split: dict[str, list[ImageRecord]] | None = None
         self.split_path: Path | None = None
@@ -67,22 +89,17 @@ class MessidorDataModule(SRDataModule):
             key="data.root",
             hint=f"MESSIDOR-2 is distributed at {MESSIDOR2_URL}.",
         )
-        split, how = messidor_split(
-            images,
-            images_dir,
-            self.n_train,
-            self.n_val,
-            self.n_test,
-            self.split_seed,
-            self.split_file,
-        )
+        groups = read_groups(self.groups_file, images, images_dir) if self.groups_file else {}
+        split, groups, how = self._split_of(images, images_dir, groups)
+        if not any(len(v) > 1 for v in _members(groups).values()):
+            warnings.warn(PER_IMAGE_WARNING, stacklevel=2)
         mask_dir = (
             (self.mask_dir or _find_child(self.root, ("mask", "masks")))
             if self.fov.enabled
             else None
         )
         self._split = {k: records_from(v, images_dir, mask_dir) for k, v in split.items()}
-        written = self._save_split(split, images_dir)
+        written = self._save_split(split, images_dir, groups)
         self.split_path = written or self.split_file
         counts = " / ".join(f"{len(split[k])} {k}" for k in ("train", "val", "test"))
         masks = (
@@ -97,14 +114,29 @@ class MessidorDataModule(SRDataModule):
         info("%s", self.report)
         return self._split
 
-    def _save_split(self, split: dict[str, list[Path]], images_dir: Path) -> Path | None:
+    def _split_of(
+        self, images: list[Path], images_dir: Path, groups: dict[Path, str]
+    ) -> tuple[Split, dict[Path, str], str]:
+        """The split file's split (checked against ``groups``) when it exists, else a new one."""
+        if self.split_file is not None and self.split_file.is_file():
+            split, file_groups = read_split(self.split_file, images_dir)
+            check_no_crossing(
+                split, groups, f"split file {self.split_file} with {self.groups_file}"
+            )
+            return split, groups or file_groups, f"split read from {self.split_file}"
+        split, how = seeded_split(
+            images, images_dir, self.n_train, self.n_val, self.n_test, self.split_seed, groups
+        )
+        return split, groups, how
+
+    def _save_split(self, split: Split, images_dir: Path, groups: dict[Path, str]) -> Path | None:
         """Record a new split: at ``split_file`` when given (and absent), else in the run folder."""
         if self.split_file is not None:
             target = None if self.split_file.is_file() else self.split_file
         else:
             target = self.run_dir / "messidor_split.csv" if self.run_dir else None
         if target is not None:
-            write_split(target, split, images_dir)
+            write_split(target, split, images_dir, groups)
         return target
 
     def _list_train(self) -> list[ImageRecord]:
@@ -113,6 +145,13 @@ class MessidorDataModule(SRDataModule):
     def _list_eval(self, stage: str) -> list[EvalSet]:
         records = self._records()["test" if stage == "test" else "val"]
         return [EvalSet(self.tag or "MESSIDOR2", records, fov=self.fov.enabled)]
+
+
+def _members(groups: dict[Path, str]) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for image, group in groups.items():
+        out.setdefault(group, []).append(image)
+    return out
 
 
 def _find_child(root: Path, names: tuple[str, ...]) -> Path | None:
