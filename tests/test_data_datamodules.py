@@ -20,8 +20,10 @@ from PIL import Image
 import medsr
 from helpers import compose_config
 from medsr.data import BenchmarkDataModule, DF2KDataModule, FolderDataModule, MessidorDataModule
+from medsr.data.degrade import train_batch
 from medsr.data.fov import load_mask, mask_iou
 from medsr.data.image_io import UnreadableImageError, list_images, read_image, write_image
+from medsr.data.patches import LR_MARGIN
 from medsr.errors import ConfigError, DataError
 
 CONF = Path(medsr.__file__).parent / "conf"
@@ -125,7 +127,9 @@ def test_samples_config_gives_correct_batches():
     dm = as_training(instantiate(cfg))
     dm.setup("fit")
     batch = first(dm.train_dataloader())
-    assert batch["hr"].shape == (4, 3, 48, 48) and batch["hr"].dtype == torch.uint8
+    # Workers ship the patch with a margin of LR_MARGIN LR pixels (exact LR, see test_protocol_lr).
+    side = 48 + 2 * LR_MARGIN * 2
+    assert batch["hr"].shape == (4, 3, side, side) and batch["hr"].dtype == torch.uint8
     out = dm.on_after_batch_transfer(batch, 0)
     assert out["lr"].shape == (4, 3, 24, 24) and out["hr"].shape == (4, 3, 48, 48)
     assert out["lr"].dtype == out["hr"].dtype == torch.float32
@@ -185,7 +189,8 @@ def test_folder_with_every_image_kind(tmp_path, caplog):
     assert "1 training image(s) have an alpha channel" in caplog.text
     assert "2 training image(s) are 16-bit" in caplog.text
     for batch in dm.train_dataloader():
-        assert batch["hr"].shape == (4, 3, 32, 32) and batch["hr"].dtype == torch.uint8
+        assert batch["hr"].shape == (4, 3, 40, 40) and batch["hr"].dtype == torch.uint8
+        assert train_batch(batch, 2, False)["hr"].shape == (4, 3, 32, 32)
     (val,) = eval_batches(dm)
     deep, gray = val
     assert deep["hr"].shape == (1, 3, 22, 30) and gray["hr"].shape == (1, 1, 20, 20)
@@ -216,14 +221,16 @@ def test_df2k_datamodule(df2k_root, caplog):
     dm = as_training(instantiate(cfg))
     with caplog.at_level(logging.INFO, logger="medsr.data"):
         dm.setup("fit")
-    assert "DIV2K_train_HR 3 images" in caplog.text and "training on 5 images" in caplog.text
+    assert "DIV2K_train_HR 3 images" in caplog.text and "training on 4 images" in caplog.text
     out = dm.on_after_batch_transfer(first(dm.train_dataloader()), 0)
     assert out["lr"].shape == (4, 3, 16, 16) and out["hr"].shape == (4, 3, 64, 64)
-    assert dm.eval_set_names == ["DIV2K_valid"]
+    assert dm.eval_set_names == ["DF2K_heldout"]  # validation: a held-out training image
     (val,) = eval_batches(dm)
-    assert [b["name"] for b in val] == [["0801"]]
+    trained = {r.name for r in dm._train_set.records}
+    assert len(val) == 1 and val[0]["name"][0] not in trained | {"0801", "0802"}
     dm.setup("test")
     (test,) = eval_batches(dm, "test")
+    assert dm.eval_set_names == ["DIV2K_valid"]
     assert [b["name"][0] for b in test] == ["0801", "0802"]
     for b in test:
         h, w = b["hr"].shape[-2:]
@@ -285,8 +292,8 @@ def test_messidor_training_patches_stay_inside_the_fov(messidor_root):
         )
         dm.setup("fit")
         torch.manual_seed(0)
-        hr = torch.cat([b["hr"] for b in dm.train_dataloader()])
-        return float((hr.max(dim=1).values < 12).float().mean())  # the black surround
+        hr = torch.cat([train_batch(b, 2, False)["hr"] for b in dm.train_dataloader()])
+        return float((hr.max(dim=1).values < 12 / 255).float().mean())  # the black surround
 
     assert dark_fraction(fov=True) == 0.0
     assert dark_fraction(fov=False) > 0.05
@@ -486,7 +493,7 @@ def test_cache_is_built_once_and_reused_by_the_next_run(tmp_path, samples_dir, m
     (folder,) = tmp_path.glob("*-*")
     assert first_run._train_set.cache.folder == folder and len(first_run._train_set.cache) == 7
     for batch in first_run.train_dataloader():
-        assert batch["hr"].shape == (4, 3, 32, 32)
+        assert batch["hr"].shape == (4, 3, 40, 40)  # 32 + 2 x 2 LR pixels of margin at x2
 
     def no_rebuild(*args, **kwargs):
         raise AssertionError("the cache was rebuilt")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medsr.data.datasets import draw_patches, patch_position
 from medsr.data.decode import FovOptions
 from medsr.data.fov import find_mask_file, fov_mask, load_mask, mask_iou
 from medsr.data.image_io import read_image
+from medsr.data.patches import draw_patches, patch_position
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Torch datasets: random HR patches for training (several per decode), whole images for evaluation.
 
 Workers only decode and crop, and ship ``uint8``; the float work happens on the device
-(``medsr.data.degrade``).
+(``medsr.data.degrade``). Where and how patches are cut: ``medsr.data.patches``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from medsr.data.convert import as_uint8, chw_tensor, drop_alpha
 from medsr.data.decode import NO_FOV, FovOptions, load_training_image, too_small
 from medsr.data.fov import fov_mask, load_mask
 from medsr.data.image_io import read_image
+from medsr.data.patches import PatchGeometry, crop_with_margin, draw_positioned, patch_position
 from medsr.data.sources import EvalSet, ImageRecord
 from medsr.errors import DataError
 
@@ -29,51 +30,15 @@ def _dist_rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def patch_position(
-    mask: np.ndarray | None,
-    shape: tuple[int, int],
-    patch_size: int,
-    rng: np.random.Generator,
-    fov: FovOptions,
-) -> tuple[int, int]:
-    """Top-left corner of a random ``patch_size`` square; with a mask, one with at least
-    ``fov.min_fraction`` of its pixels inside (redrawn up to ``fov.max_tries`` times, then the
-    candidate with the largest fraction is kept)."""
-    h, w = shape
-    p = patch_size
-    if mask is None:
-        return int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
-    need = math.ceil(fov.min_fraction * p * p)
-    best, best_inside = (0, 0), -1
-    for _ in range(fov.max_tries):
-        y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
-        inside = int(np.count_nonzero(mask[y : y + p, x : x + p]))
-        if inside >= need:
-            return y, x
-        if inside > best_inside:
-            best, best_inside = (y, x), inside
-    return best
-
-
-def draw_patches(
-    image: np.ndarray,
-    mask: np.ndarray | None,
-    patch_size: int,
-    count: int,
-    rng: np.random.Generator,
-    fov: FovOptions = NO_FOV,
-) -> list[np.ndarray]:
-    """``count`` random ``(P, P, 3)`` uint8 patches of an ``(H, W, 3)`` image (see ``patch_position``)."""
-    p = patch_size
-    out = []
-    for _ in range(count):
-        y, x = patch_position(mask, image.shape[:2], p, rng, fov)
-        out.append(np.ascontiguousarray(image[y : y + p, x : x + p]))
-    return out
-
-
 class PatchDataset(IterableDataset):
-    """Batches of random HR patches, ``{"hr": (B, 3, P, P) uint8}``: use ``DataLoader(batch_size=None)``.
+    """Batches of random HR patches, ``{"hr": (B, 3, P', P') uint8, "margin": m, "pos": (B, 3)}``:
+    use ``DataLoader(batch_size=None)``.
+
+    With ``margin`` m > 0 each patch is cut with m LR pixels (m * scale HR pixels) around it,
+    P' = P + 2 m s, at a position on the scale's grid, so that the device step
+    (``medsr.data.degrade.train_batch``) makes exactly the whole image's LR of the patch;
+    ``pos`` holds (image index, y, x) of each patch's top-left corner (without the margin) in its
+    image.
 
     Each decoded image gives ``patches_per_image`` patches into a shuffle buffer of
     ``buffer_size`` patches from which batches are drawn at random, so one ~0.1 s PNG decode
@@ -98,6 +63,8 @@ class PatchDataset(IterableDataset):
         fov: field-of-view options (fundus data).
         skip_bad: skip unreadable / too small images with a warning instead of raising.
         cache: an ``ImageCache`` holding exactly ``records``, in order, or ``None``.
+        scale: the patch positions' grid (the upscaling factor).
+        margin: LR pixels cut around each patch for the degradation (``patches.LR_MARGIN``).
     """
 
     def __init__(
@@ -111,6 +78,8 @@ class PatchDataset(IterableDataset):
         fov: FovOptions = NO_FOV,
         skip_bad: bool = False,
         cache: ImageCache | None = None,
+        scale: int = 1,
+        margin: int = 0,
     ) -> None:
         super().__init__()
         if not records:
@@ -126,6 +95,7 @@ class PatchDataset(IterableDataset):
         self.fov = fov
         self.skip_bad = skip_bad
         self.cache = cache
+        self.geometry = PatchGeometry(patch_size, int(scale), int(margin))
         self._state: _WorkerState | None = None
 
     def __getstate__(self) -> dict:
@@ -155,11 +125,13 @@ class PatchDataset(IterableDataset):
             base = info.seed - info.id if info else int(torch.randint(0, 2**62, ()).item())
             self._state = _WorkerState(self, key, base, rank * workers + wid, world * workers)
         state = self._state
-        shape = (self.batch_size, self.patch_size, self.patch_size, 3)
+        side = self.geometry.shipped
+        shape = (self.batch_size, side, side, 3)
         for _ in range(self._batches_per_worker(workers, world)):
             hwc = torch.empty(shape, dtype=torch.uint8)
-            state.fill(hwc.numpy())
-            yield {"hr": hwc.permute(0, 3, 1, 2)}
+            pos = torch.empty((self.batch_size, 3), dtype=torch.int64)
+            state.fill(hwc.numpy(), pos.numpy())
+            yield {"hr": hwc.permute(0, 3, 1, 2), "margin": self.geometry.margin, "pos": pos}
 
 
 class _WorkerState:
@@ -170,7 +142,7 @@ class _WorkerState:
         base &= 2**63 - 1
         self.order = self._order(np.random.default_rng([base, 0]), len(ds.records), shard, shards)
         self.rng = np.random.default_rng([base, 1, shard])
-        self.buffer: list[np.ndarray] = []
+        self.buffer: list[tuple[np.ndarray, int, int, int]] = []
         self.bad: set[int] = set()
         self.capacity = max(ds.buffer_size, ds.patches_per_image)
 
@@ -182,32 +154,37 @@ class _WorkerState:
             perm = np.concatenate([rng.permutation(n) for _ in range(rounds)])
             yield from perm[shard::shards].tolist()
 
-    def fill(self, out: np.ndarray) -> None:
-        """Write ``B`` patches into ``out`` ``(B, P, P, 3)``."""
-        ds, p, rng = self.ds, self.ds.patch_size, self.rng
+    def fill(self, out: np.ndarray, pos: np.ndarray) -> None:
+        """Write ``B`` patches into ``out`` ``(B, P', P', 3)`` and their positions into ``pos``."""
+        ds, geo, rng = self.ds, self.ds.geometry, self.rng
         if ds.cache is not None:
             for k in range(out.shape[0]):
-                image, mask = self._next_image()
-                y, x = patch_position(mask, image.shape[:2], p, rng, ds.fov)
-                out[k] = image[y : y + p, x : x + p]
+                i, image, mask = self._next_image()
+                y, x = patch_position(
+                    mask, geo.extent(image.shape), geo.size, rng, ds.fov, geo.scale
+                )
+                out[k] = crop_with_margin(image, y, x, geo)
+                pos[k] = (i, y, x)
             return
         buf = self.buffer
         for k in range(out.shape[0]):
             while len(buf) < self.capacity:
-                image, mask = self._next_image()
-                buf += draw_patches(image, mask, p, ds.patches_per_image, rng, ds.fov)
+                i, image, mask = self._next_image()
+                drawn = draw_positioned(image, mask, geo, ds.patches_per_image, rng, ds.fov)
+                buf += [(patch, i, y, x) for patch, y, x in drawn]
             j = int(rng.integers(len(buf)))
             buf[j], buf[-1] = buf[-1], buf[j]
-            out[k] = buf.pop()
+            out[k], *where = buf.pop()
+            pos[k] = where
 
-    def _next_image(self) -> tuple[np.ndarray, np.ndarray | None]:
+    def _next_image(self) -> tuple[int, np.ndarray, np.ndarray | None]:
         ds = self.ds
         while len(self.bad) < len(ds.records):
             i = next(self.order)
             if i in self.bad:
                 continue
             try:
-                return self._image(i)
+                return (i, *self._image(i))
             except DataError as e:
                 if not ds.skip_bad:
                     raise

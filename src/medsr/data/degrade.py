@@ -1,9 +1,10 @@
 """Device-side batch preparation: uint8/uint16 HR from the workers -> float LR/HR on the device.
 
-Workers only crop; the float work (augmentation, degradation) runs batched on whatever device
-the batch was moved to. The default MATLAB-bicubic degradation has no randomness, so the same HR
-gives the same LR on CPU and GPU (up to float rounding in the last bit before quantisation); the
-realistic ones (``medsr.data.degradations``) draw from the generator they are given.
+Workers only crop (with a margin for the degradation, see ``medsr.data.patches``); the float
+work (degradation, crop to the patch, augmentation) runs batched on whatever device the batch was
+moved to. The default MATLAB-bicubic degradation has no randomness, so the same HR gives the same
+LR on CPU and GPU (up to float rounding in the last bit before quantisation); the realistic ones
+(``medsr.data.degradations``) draw from the generator they are given.
 """
 
 from __future__ import annotations
@@ -48,6 +49,17 @@ def random_dihedral(x: Tensor, generator: torch.Generator | None = None) -> Tens
     return torch.stack([dihedral(img, c) for img, c in zip(x, codes, strict=True)])
 
 
+def random_dihedral_pair(
+    hr: Tensor, lr: Tensor, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """The same random dihedral transform (drawn as :func:`random_dihedral` draws it) of each HR
+    patch and of its LR."""
+    device = generator.device if generator is not None else "cpu"
+    codes = torch.randint(0, 8, (hr.shape[0],), device=device, generator=generator).tolist()
+    pairs = [(dihedral(h, c), dihedral(low, c)) for h, low, c in zip(hr, lr, codes, strict=True)]
+    return torch.stack([h for h, _ in pairs]), torch.stack([low for _, low in pairs])
+
+
 def to_unit_float(x: Tensor) -> Tensor:
     """uint8 / uint16 -> float32 in [0, 1]; float tensors are returned as float32."""
     if x.dtype == torch.uint8:
@@ -57,16 +69,25 @@ def to_unit_float(x: Tensor) -> Tensor:
     return x.float()
 
 
-def bicubic_lr(hr: Tensor, scale: int, bits: int = 8) -> Tensor:
+def bicubic_lr(hr: Tensor, scale: int, bits: int = 8, matlab_uint8: bool = False) -> Tensor:
     """The benchmark degradation: MATLAB-bicubic ``imresize(HR, 1/scale)`` rounded to ``bits`` levels.
 
     Args:
         hr: ``(B, C, H, W)`` float in [0, 1] with H, W multiples of ``scale``.
         scale: integer downscaling factor.
         bits: 8 (the literature's LR files) or 16 (for 16-bit sources).
+        matlab_uint8: round to ``bits`` levels after each 1-D pass, as MATLAB's ``imresize``
+            does on an integer image (``degradation.matlab_uint8``).
     """
-    lr = imresize(hr, 1.0 / scale)
+    lr = imresize(hr, 1.0 / scale, integer_bits=bits if matlab_uint8 else None)
     return quantize(lr, bits)
+
+
+def crop_margin(x: Tensor, pad: int) -> Tensor:
+    """``x`` without ``pad`` pixels on each side (any dtype): the interior of a patch cut with a
+    margin. The LR of the padded HR by a degradation whose support fits in the margin (bicubic:
+    ``medsr.data.patches.LR_MARGIN``) equals, inside, the whole image's LR."""
+    return x[..., pad:-pad, pad:-pad] if pad > 0 else x
 
 
 def train_batch(
@@ -76,25 +97,39 @@ def train_batch(
     generator: torch.Generator | None = None,
     degradation=None,
 ) -> dict:
-    """``{"hr": uint8 (B, C, P, P)}`` -> ``{"lr": (B, C, P/s, P/s), "hr": (B, C, P, P)}`` floats in [0, 1].
+    """``{"hr": uint8 (B, C, P', P'), ["margin": m], ["pos"]}`` -> ``{"lr": (B, C, P/s, P/s),
+    "hr": (B, C, P, P)}`` floats in [0, 1] (``pos`` passed on).
+
+    A deterministic degradation (bicubic) makes the LR from the patch with its margin
+    (``PatchDataset``), then both are cropped to the interior, so the LR equals the whole
+    image's LR at the patch; the random flips and rotations come last, to HR and LR alike. A
+    random (realistic) degradation degrades the augmented bare patch.
 
     Args:
-        batch: the workers' batch.
+        batch: the workers' batch; without ``margin`` the HR patch is degraded as it is.
         scale: the downscaling factor.
         augment: apply the random dihedral augmentation.
         generator: CPU generator of the augmentation and the degradation (default: global).
         degradation: a ``medsr.data.degradations.Degradation`` (None: MATLAB bicubic); its
             ``target`` makes the HR target (Real-ESRGAN sharpens it) and the LR is made from it.
     """
-    hr = batch["hr"]
-    if augment:
-        hr = random_dihedral(hr, generator)
-    # Workers ship channels_last uint8; the float batch is made contiguous (NCHW) once here.
-    hr = to_unit_float(hr).contiguous()
-    if degradation is None:
-        return {"lr": bicubic_lr(hr, scale), "hr": hr}
-    hr = degradation.target(hr)
-    return {"lr": degradation(hr, scale, generator), "hr": hr}
+    raw, margin = batch["hr"], int(batch.get("margin", 0))
+    if degradation is not None and degradation.random:
+        raw = crop_margin(raw, margin * scale)
+        if augment:
+            raw = random_dihedral(raw, generator)
+        # Workers ship channels_last uint8; the float batch is made contiguous (NCHW) here.
+        hr = degradation.target(to_unit_float(raw).contiguous())
+        return {"lr": degradation(hr, scale, generator), "hr": hr}
+    padded = to_unit_float(raw).contiguous()
+    lr = bicubic_lr(padded, scale) if degradation is None else degradation(padded, scale, generator)
+    raw, lr = crop_margin(raw, margin * scale), crop_margin(lr, margin)
+    if augment:  # the HR target is transformed while uint8: a quarter of the bytes
+        raw, lr = random_dihedral_pair(raw, lr, generator)
+    out = {"lr": lr.contiguous(), "hr": to_unit_float(raw).contiguous()}
+    if "pos" in batch:
+        out["pos"] = batch["pos"]
+    return out
 
 
 def eval_batch(
@@ -105,7 +140,7 @@ def eval_batch(
     Input ``{"hr": uint8/uint16 (1, C, H, W), "name", "dataset", ["lr"], ["mask"]}``; the output
     keeps ``name``, ``dataset`` and ``mask`` (bool ``(1, 1, H, W)``). A random ``degradation``
     (realistic pipelines) makes the LR from the HR with ``generator`` (the image's own seed)
-    and ignores shipped LR files.
+    and ignores shipped LR files; a bicubic one may round as MATLAB on uint8 (``matlab_uint8``).
     """
     out = {k: v for k, v in batch.items() if k not in ("hr", "lr")}
     hr_raw = batch["hr"]
@@ -117,5 +152,6 @@ def eval_batch(
     elif "lr" in batch:
         out["lr"] = to_unit_float(batch["lr"])
     else:
-        out["lr"] = bicubic_lr(hr, scale, bits=bits)
+        matlab = getattr(degradation, "matlab_uint8", False)
+        out["lr"] = bicubic_lr(hr, scale, bits=bits, matlab_uint8=matlab)
     return out

@@ -23,15 +23,14 @@ from medsr.data.degradations import BicubicDegradation, Degradation
 from medsr.data.degradations.steps import eval_generator, lr_protocol, train_generator
 from medsr.data.degrade import eval_batch, train_batch
 from medsr.data.image_io import UnreadableImageError, image_info, read_image
-from medsr.data.sources import (
-    IMRESIZE_PROTOCOL,
-    EvalSet,
-    ImageRecord,
-)
+from medsr.data.patches import LR_MARGIN
+from medsr.data.sources import EvalSet, ImageRecord, imresize_protocol
+from medsr.data.splits import check_disjoint
 from medsr.errors import ConfigError, DataError, warn_files
 from medsr.ops.scales import check_scale
 
 log = logging.getLogger(__name__)
+SIDES = ("val", "test")
 
 # PatchDataset.__len__ is exact (disjoint shards, equal batch counts per worker and rank).
 warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
@@ -78,7 +77,12 @@ class SRDataModule(LightningDataModule):
         tag: short dataset name used in run names.
         degradation: how LR is made (``medsr.data.degradations``; None = MATLAB bicubic).
         train_seed: seed of the per-batch generators of augmentation and degradation.
+        exact_lr: cut training patches with a margin so that their LR equals the whole image's
+            LR at the patch (``medsr.data.patches``; deterministic degradations: bicubic);
+            False = the degradation of the bare patch.
     """
+
+    separate_test = False  # test listed apart from validation: setup checks they share no file
 
     def __init__(
         self,
@@ -102,6 +106,7 @@ class SRDataModule(LightningDataModule):
         tag: str | None = None,
         degradation: Degradation | None = None,
         train_seed: int = 0,
+        exact_lr: bool = True,
     ) -> None:
         super().__init__()
         self.scale = scale
@@ -123,6 +128,8 @@ class SRDataModule(LightningDataModule):
         self.degradation = degradation if degradation is not None else BicubicDegradation()
         self.train_seed = int(train_seed)
         self._direct_steps = 0  # numbers training batches outside a Lightning Trainer
+        self.exact_lr = bool(exact_lr)
+        self._disjoint_checked = False
         self.eval_set_names: list[str] = []
         self.set_protocols: dict[str, str] = {}
         self.report = ""
@@ -184,13 +191,18 @@ class SRDataModule(LightningDataModule):
                 self.fov,
                 self.skip_bad,
                 cache,
+                scale=self.scale,
+                margin=LR_MARGIN if self.exact_lr else 0,
             )
         eval_stage = "test" if stage == "test" else "val"
         if stage != "predict":
+            self._check_disjoint()
             sets = self._eval(eval_stage)
             self.eval_set_names = [s.name for s in sets]
             lr_words = lr_protocol(self.degradation)
-            self.set_protocols = {s.name: lr_words or s.protocol or IMRESIZE_PROTOCOL for s in sets}
+            self.set_protocols = {
+                s.name: lr_words or s.protocol or self.bicubic_words for s in sets
+            }
 
     def train_dataloader(self) -> DataLoader:
         if self._train_set is None:
@@ -223,10 +235,15 @@ class SRDataModule(LightningDataModule):
 
     # -- protocol --------------------------------------------------------------------------
     @property
+    def bicubic_words(self) -> str:
+        """The protocol words of LR made by MATLAB-bicubic imresize here (uint8 or float)."""
+        return imresize_protocol(getattr(self.degradation, "matlab_uint8", False))
+
+    @property
     def protocol(self) -> str:
         """How LR was made for evaluation, e.g. ``LR: files from LR_bicubic/X4``."""
         if not self.set_protocols:
-            return lr_protocol(self.degradation) or IMRESIZE_PROTOCOL
+            return lr_protocol(self.degradation) or self.bicubic_words
         distinct = sorted(set(self.set_protocols.values()))
         if len(distinct) == 1:
             return distinct[0]
@@ -236,6 +253,14 @@ class SRDataModule(LightningDataModule):
         )
 
     # -- internals -------------------------------------------------------------------------
+    def _check_disjoint(self) -> None:
+        """Validation and test must share no image (by file content): a checkpoint selected on
+        validation scores would otherwise be selected on test images."""
+        if self._disjoint_checked or not self.separate_test:
+            return
+        check_disjoint(*([r.path for s in self._list_eval(k) for r in s.records] for k in SIDES))
+        self._disjoint_checked = True
+
     def _loader_kwargs(self, workers: int, persistent: bool) -> dict:
         pin = torch.cuda.is_available() if self.pin_memory is None else self.pin_memory
         kwargs: dict = {"num_workers": workers, "pin_memory": pin}
