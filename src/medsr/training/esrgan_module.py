@@ -36,8 +36,8 @@ class ESRGANModule(SRModule):
     training with a MedsrError.
 
     Args:
-        net, scale, optimizer, scheduler, pixel_opt, crop_border, model_spec, channels_last:
-            as :class:`SRModule`; ``scheduler`` is applied to both optimizers (BasicSR).
+        net, scale, optimizer, scheduler, pixel_opt, crop_border, model_spec, channels_last,
+        eval_float32: as :class:`SRModule`; ``scheduler`` is applied to both optimizers (BasicSR).
         network_d: discriminator, BasicSR style: ``{"type": "VGGStyleDiscriminator", "num_feat": 64, ...}``
             or ``{"type": "UNetDiscriminatorSN", "skip_connection": true, ...}`` (Real-ESRGAN's,
             per-pixel logits, any patch size; ``input_size`` is then not used).
@@ -65,9 +65,18 @@ class ESRGANModule(SRModule):
         optimizer_d: dict | None = None,
         init_from: str | None = None,
         max_nonfinite_steps: int = 10,
+        eval_float32: bool = True,
     ) -> None:
         super().__init__(
-            net, scale, optimizer, scheduler, pixel_opt, crop_border, model_spec, channels_last
+            net,
+            scale,
+            optimizer,
+            scheduler,
+            pixel_opt,
+            crop_border,
+            model_spec,
+            channels_last,
+            eval_float32,
         )
         self.automatic_optimization = False
         d_opt = dict(network_d or {})
