@@ -1,8 +1,9 @@
 """Training entry point: ``python -m medsr.train model=edsr data=df2k scale=2 [key=value ...]``.
 
 Composes and instantiates data, network, LightningModule, callbacks, loggers and trainer, fits
-(``resume=auto`` or ``ckpt_path=<file>`` resumes), exports the generator
-(``<run>/<run_name>.pth``), then scores the chosen checkpoint and bicubic on the held-out set
+(``resume=auto`` or ``ckpt_path=<file>`` resumes), exports the generator of the checkpoint that
+``checkpoint.select`` chooses (``<run>/<run_name>.pth``; a GAN's discriminator too,
+``<run_name>_net_d.pth``), then scores that checkpoint and bicubic on the held-out set
 through the same path as ``medsr.evaluate`` (summary line, ``results.{json,csv,md}``, W&B table).
 Returns ``optimized_metric`` (``val/psnr_y_best``) for Hydra's optimising sweepers; in a multirun
 a failed job returns NaN, is reported, and the sweep goes on.
@@ -30,13 +31,14 @@ from medsr.evaluation.report import BICUBIC, ComparisonFigure, summary_line
 from medsr.evaluation.results import log_results, write_results
 from medsr.evaluation.scoring import Method, Protocol, score_sets, weighted_mean
 from medsr.models import build_model, load_pretrained
-from medsr.models.weights import export_generator
+from medsr.models.weights import export_discriminator, export_generator
 from medsr.ops import check_scale
 from medsr.training import tracking
 from medsr.training.factory import (
     build_callbacks,
     build_module,
     build_network,
+    checkpoint_selection,
     chosen_checkpoint,
     compile_networks,
     instantiate_group,
@@ -57,6 +59,7 @@ def train(cfg: DictConfig, out_dir: Path | None = None) -> float:
     """
     quiet_third_party()
     check_scale(cfg.scale)
+    select = checkpoint_selection(cfg)
     out_dir = Path(out_dir) if out_dir is not None else Path(HydraConfig.get().runtime.output_dir)
     ckpt_path = resume_checkpoint(
         cfg.get("resume"), cfg.get("ckpt_path"), out_dir, cfg.task_name, cfg.run_name
@@ -70,11 +73,11 @@ def train(cfg: DictConfig, out_dir: Path | None = None) -> float:
     # Augmentation and degradation draw from generators seeded by the run's seed and the batch.
     degradation = build_degradation(cfg.get("degradation"))
     datamodule = instantiate(cfg.data, degradation=degradation, train_seed=cfg.seed)
-    module = build_module(cfg, net)
+    module = build_module(cfg, net, init=ckpt_path is None)
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=build_callbacks(cfg),
+        callbacks=build_callbacks(cfg, init=ckpt_path is None),
         logger=loggers or False,
         **strategy_for(cfg, module),
     )
@@ -85,13 +88,18 @@ def train(cfg: DictConfig, out_dir: Path | None = None) -> float:
             compile_networks(module)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         metric = trainer.callback_metrics.get(cfg.get("optimized_metric", "val/psnr_y_best"))
-        chosen = chosen_checkpoint(trainer)
+        chosen = chosen_checkpoint(trainer, select)
         if chosen and trainer.is_global_zero:
+            log.info("checkpoint.select=%s: %s", select, chosen)
             if cfg.get("export_weights", True):
+                path = out_dir / f"{cfg.run_name}.pth"
                 log.info(
-                    "generator weights: %s",
-                    export_generator(module.net, chosen, out_dir / f"{cfg.run_name}.pth"),
+                    "generator weights: %s", export_generator(module.net, chosen, path, select)
                 )
+                if hasattr(module, "net_d"):
+                    path = out_dir / f"{cfg.run_name}_net_d.pth"
+                    written = export_discriminator(module.net_d, chosen, path, select)
+                    log.info("discriminator weights: %s", written)
             if cfg.get("test_after_fit", True):
                 test_after_fit(cfg, chosen, module.device, datamodule, trainer.loggers, out_dir)
         status = "success"

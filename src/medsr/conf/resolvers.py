@@ -77,11 +77,19 @@ def run_tags(run_name: str) -> list[str]:
     return [part for part in str(run_name).split("_") if part]
 
 
-def run_weights(run_name: str) -> str:
-    """Exported weights of the newest finished training run ``run_name`` (see ``medsr.training.resume``)."""
+def run_weights(run_name: str, suffix: str = "") -> str:
+    """Exported weights of the newest finished training run ``run_name`` (see ``medsr.training.resume``);
+    ``${run_weights:<name>,_net_d}``: its discriminator."""
     from medsr.training.resume import run_weights as find
 
-    return find(run_name)
+    return find(run_name, suffix)
+
+
+def x2_run_weights(scale: int, run_name: str) -> str | None:
+    """The x2 run's weights for a x3/x4 run, None at x2 or without such a run (from scratch)."""
+    from medsr.training.resume import x2_run_weights as find
+
+    return find(scale, run_name)
 
 
 def register_resolvers() -> None:
@@ -96,10 +104,12 @@ def register_resolvers() -> None:
         "run_tags": run_tags,
         "run_dir": run_dir,
         "run_weights": run_weights,
+        "x2_run_weights": x2_run_weights,
     }
+    cached = {"x2_run_weights"}  # one answer (and one log line) per config
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, fn)
+            OmegaConf.register_new_resolver(name, fn, use_cache=name in cached)
 
 
 register_resolvers()

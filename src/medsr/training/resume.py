@@ -105,17 +105,47 @@ def resume_checkpoint(
     return str(path)
 
 
-def run_weights(run_name: str, task: str = "train", root: str | os.PathLike = ".") -> str:
-    """The exported weights (``<run folder>/<run name>.pth``) of the newest finished run ``run_name``.
+def run_weights(
+    run_name: str, suffix: str = "", task: str = "train", root: str | os.PathLike = "."
+) -> str:
+    """The exported weights (``<run folder>/<run name><suffix>.pth``) of the newest finished run
+    ``run_name``; ``suffix="_net_d"``: its discriminator.
 
     Used by the fine-tuning presets: ``model.init_from: ${run_weights:EDSR_x2_f256b32_DF2K_300k_B16}``.
     """
-    files = [d / f"{run_name}.pth" for d in run_folders(task, run_name, root)]
-    files = [f for f in files if f.is_file()]
-    if not files:
+    found = find_run_weights(run_name, suffix, task, root)
+    if found is None:
         raise ConfigError(
-            f"model.init_from: no finished run {run_name} found (looked for outputs/{task}/{run_name}/*/{run_name}.pth "
-            f"and multirun/{task}/*/*_{run_name}/{run_name}.pth under {Path(root).resolve()}); train it first "
+            f"model.init_from: no finished run {run_name} found (looked for outputs/{task}/{run_name}/*/{run_name}{suffix}.pth "
+            f"and multirun/{task}/*/*_{run_name}/{run_name}{suffix}.pth under {Path(root).resolve()}); train it first "
             f"(see its preset in conf/experiment/) or set model.init_from=<weights file or checkpoint>"
         )
-    return str(max(files, key=lambda p: p.stat().st_mtime_ns))
+    return found
+
+
+def find_run_weights(
+    run_name: str, suffix: str = "", task: str = "train", root: str | os.PathLike = "."
+) -> str | None:
+    """``run_weights``' file, or None when no finished run ``run_name`` is found."""
+    files = [d / f"{run_name}{suffix}.pth" for d in run_folders(task, run_name, root)]
+    files = [f for f in files if f.is_file()]
+    return str(max(files, key=lambda p: p.stat().st_mtime_ns)) if files else None
+
+
+def x2_run_weights(scale: int, run_name: str, root: str | os.PathLike = ".") -> str | None:
+    """Where a x3/x4 run starts: the weights of the finished x2 run ``run_name``, as BasicSR and
+    the official EDSR/RCAN codes start x3/x4 from x2. None (training from scratch, said in the
+    log) at x2 or when no such run is found."""
+    if int(scale) == 2:
+        return None
+    found = find_run_weights(run_name, root=root)
+    if found is None:
+        log.info(
+            "no finished x2 run %s found: x%s trains from scratch (the references start x3/x4 "
+            "from x2: train it first with scale=2, or set model.init_from=<file>)",
+            run_name,
+            scale,
+        )
+    else:
+        log.info("x%s starts from the x2 run's weights %s", scale, found)
+    return found

@@ -31,6 +31,8 @@ StateDict = dict[str, Tensor]
 EMA_CHECKPOINT_KEY = "medsr_ema"
 NET_PREFIX = "net."
 SUFFIXES = (".safetensors", ".pth", ".pt")
+# Which training checkpoint an exported file holds: {"select": "last"|"best", "step", "file"}.
+SELECTION_KEY = "medsr_checkpoint"
 
 
 def file_state(model: nn.Module) -> tuple[StateDict, dict | None]:
@@ -45,9 +47,12 @@ def file_state(model: nn.Module) -> tuple[StateDict, dict | None]:
     return state, spec
 
 
-def _write(path: Path, params: Mapping[str, StateDict], spec: dict | None) -> Path:
-    """``.safetensors``: the weights inference uses (``params_ema`` if present), spec as JSON
-    metadata; ``.pth``: ``{"params", ["params_ema"], "medsr_spec"}``."""
+def _write(
+    path: Path, params: Mapping[str, StateDict], spec: dict | None, selection: dict | None = None
+) -> Path:
+    """``.safetensors``: the weights inference uses (``params_ema`` if present), spec and
+    selection as JSON metadata; ``.pth``: ``{"params", ["params_ema"], "medsr_spec",
+    ["medsr_checkpoint"]}``."""
     if path.suffix not in SUFFIXES:
         raise WeightsError(
             f"cannot save weights as {path.name}: use a .safetensors or .pth file name"
@@ -59,11 +64,15 @@ def _write(path: Path, params: Mapping[str, StateDict], spec: dict | None) -> Pa
             meta = {"format": "pt"}
             if spec is not None:
                 meta["medsr_spec"] = json.dumps(spec)
+            if selection is not None:
+                meta[SELECTION_KEY] = json.dumps(selection)
             save_file(dict(params.get("params_ema", params["params"])), str(tmp), metadata=meta)
         else:
             content: dict[str, Any] = dict(params)
             if spec is not None:
                 content["medsr_spec"] = spec
+            if selection is not None:
+                content[SELECTION_KEY] = selection
             torch.save(content, tmp)
     return path
 
@@ -86,7 +95,9 @@ def raw_and_average(checkpoint: Mapping[str, Any]) -> tuple[StateDict, StateDict
     return (ema["net"], net) if ema is not None else (net, None)
 
 
-def export_generator(net: nn.Module, checkpoint: str | Path | Mapping, path: str | Path) -> Path:
+def export_generator(
+    net: nn.Module, checkpoint: str | Path | Mapping, path: str | Path, select: str | None = None
+) -> Path:
     """Write the generator of a medsr training checkpoint to ``path``.
 
     ``.pth``: ``{"params": raw weights, "params_ema": EMA weights (runs with model.ema_decay),
@@ -98,9 +109,10 @@ def export_generator(net: nn.Module, checkpoint: str | Path | Mapping, path: str
         net: a network of the checkpoint's architecture (its ``medsr_spec`` is stored).
         checkpoint: a Lightning checkpoint written by ``medsr.train`` (path or loaded dict).
         path: ``*.pth`` or ``*.safetensors``.
+        select: how the checkpoint was chosen (``checkpoint.select``: ``last`` or ``best``),
+            recorded with its step and file name under ``medsr_checkpoint``.
     """
-    if not isinstance(checkpoint, Mapping):
-        checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    checkpoint, selection = _loaded(checkpoint, select)
     raw, average = raw_and_average(checkpoint)
     work = copy.deepcopy(net).cpu()
     params = {}
@@ -108,4 +120,31 @@ def export_generator(net: nn.Module, checkpoint: str | Path | Mapping, path: str
         if state is not None:
             work.load_state_dict(state)
             params[key], spec = file_state(work)
-    return _write(Path(path), params, spec)
+    return _write(Path(path), params, spec, selection)
+
+
+def export_discriminator(
+    net_d: nn.Module, checkpoint: str | Path | Mapping, path: str | Path, select: str | None = None
+) -> Path:
+    """Write the discriminator (``net_d.*``) of a GAN training checkpoint as BasicSR saves
+    ``net_d``: ``{"params": ..., "medsr_checkpoint": ...}`` (``model.init_from_d`` reads it)."""
+    checkpoint, selection = _loaded(checkpoint, select)
+    prefix = "net_d."
+    state = {
+        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
+    }
+    work = copy.deepcopy(net_d).cpu()
+    work.load_state_dict(state)
+    params, spec = file_state(work)
+    return _write(Path(path), {"params": params}, spec, selection)
+
+
+def _loaded(checkpoint: str | Path | Mapping, select: str | None) -> tuple[Mapping, dict | None]:
+    """The checkpoint as a dict, and the selection record (None without ``select``)."""
+    source = None if isinstance(checkpoint, Mapping) else Path(checkpoint).name
+    if not isinstance(checkpoint, Mapping):
+        checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if select is None:
+        return checkpoint, None
+    selection = {"select": select, "step": int(checkpoint.get("global_step", -1))}
+    return checkpoint, selection | ({"file": source} if source else {})

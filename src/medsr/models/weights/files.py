@@ -174,6 +174,15 @@ def read_state_dict(
     return _strip_prefixes(state), where, spec
 
 
+def has_raw_and_average(path: str | os.PathLike) -> bool:
+    """A BasicSR-style file with both the raw weights (``params``) and their EMA (``params_ema``)."""
+    path = Path(path)
+    if path.suffix == ".safetensors" or looks_like_safetensors(path):
+        return False
+    obj, _ = load_file(path)
+    return isinstance(obj, Mapping) and "params" in obj and "params_ema" in obj
+
+
 def show(keys: Sequence[Any]) -> str:
     shown = ", ".join(str(k) for k in keys[:SHOW])
     return f"{shown}{', ...' if len(keys) > SHOW else ''}"

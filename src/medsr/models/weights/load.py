@@ -56,23 +56,8 @@ def load_pretrained(
         WeightsError: missing/unreadable/unsafe file, another architecture, or a mismatch (the
             message names the detected format, missing and unexpected keys and shape conflicts).
     """
-    state, where, spec = read_state_dict(path, param_key=param_key)
-    fmt = keymaps.detect_format(state)
-    label = f"{fmt}; {where}"
+    converted, unmapped, label = converted_state(model, path, param_key)
     arch = arch_name(model)
-    file_arch = (
-        keymaps.FORMAT_ARCH.get(fmt) or (spec or {}).get("arch") or keymaps.native_arch(state)
-    )
-    if arch and file_arch and file_arch != arch:
-        raise WeightsError(
-            f"{path}: holds {file_arch} weights ({label}) but the network is {arch}; "
-            f"build the network as {file_arch} (model.arch / model=) or choose a {arch} file. Nothing was loaded."
-        )
-    mean, img_range = model_range(model)
-    converted, unmapped = keymaps.to_medsr(state, fmt, mean, img_range, str(path))
-    if fmt == keymaps.NATIVE and img_range is not None:
-        converted = keymaps.rescale_range(converted, keymaps.default_file_range(spec), img_range)
-
     expected = model.state_dict()
     missing = [k for k in expected if k not in converted]
     unexpected = unmapped + [k for k in converted if k not in expected]
@@ -93,6 +78,30 @@ def load_pretrained(
         )
     model.load_state_dict({k: v for k, v in converted.items() if k in expected}, strict=strict)
     return model
+
+
+def converted_state(
+    model: nn.Module, path: str | os.PathLike, param_key: str | None = None
+) -> tuple[StateDict, list[str], str]:
+    """The file's weights in ``model``'s key names and value range, the file keys no layout maps,
+    and a description of the file's format. Another architecture's file raises."""
+    state, where, spec = read_state_dict(path, param_key=param_key)
+    fmt = keymaps.detect_format(state)
+    label = f"{fmt}; {where}"
+    arch = arch_name(model)
+    file_arch = (
+        keymaps.FORMAT_ARCH.get(fmt) or (spec or {}).get("arch") or keymaps.native_arch(state)
+    )
+    if arch and file_arch and file_arch != arch:
+        raise WeightsError(
+            f"{path}: holds {file_arch} weights ({label}) but the network is {arch}; "
+            f"build the network as {file_arch} (model.arch / model=) or choose a {arch} file. Nothing was loaded."
+        )
+    mean, img_range = model_range(model)
+    converted, unmapped = keymaps.to_medsr(state, fmt, mean, img_range, str(path))
+    if fmt == keymaps.NATIVE and img_range is not None:
+        converted = keymaps.rescale_range(converted, keymaps.default_file_range(spec), img_range)
+    return converted, unmapped, label
 
 
 def _mismatch_message(path, label, model, arch, converted, missing, unexpected, conflicts) -> str:

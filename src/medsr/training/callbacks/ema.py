@@ -14,6 +14,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from medsr.errors import ConfigError
 from medsr.models.weights.export import EMA_CHECKPOINT_KEY, NET_PREFIX
+from medsr.models.weights.partial import load_init
 
 
 class EMAWeights(WeightAveraging):
@@ -29,9 +30,19 @@ class EMAWeights(WeightAveraging):
     Args:
         decay: EMA decay per step (BasicSR: 0.999).
         device: where the average lives (None = the network's device; "cpu" saves GPU memory).
+        init_from: a weights file whose ``params_ema`` the average starts from (a fine-tune
+            continuing a run with EMA, as BasicSR loads ``net_g_ema``); None = the network's
+            weights at the start.
+        init_strict: load ``init_from`` strictly, else every tensor that matches.
     """
 
-    def __init__(self, decay: float = 0.999, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        decay: float = 0.999,
+        device: torch.device | str | None = None,
+        init_from: str | None = None,
+        init_strict: bool = True,
+    ) -> None:
         if not 0.0 < float(decay) < 1.0:
             raise ConfigError(
                 f"model.ema_decay={decay} must be between 0 and 1 (BasicSR uses 0.999), or null for no EMA"
@@ -40,6 +51,7 @@ class EMAWeights(WeightAveraging):
             device=device, use_buffers=True, multi_avg_fn=get_ema_multi_avg_fn(float(decay))
         )
         self.decay = float(decay)
+        self.init_from, self.init_strict = init_from, init_strict
         self._pending: dict[str, Any] | None = None
 
     @staticmethod
@@ -66,6 +78,9 @@ class EMAWeights(WeightAveraging):
         if self._pending is not None:
             self._average_model.load_state_dict(self._pending)
             self._pending = None
+        elif self.init_from is not None:
+            load_init(self._average_model.module, self.init_from, self.init_strict, "params_ema")
+            self._average_model.n_averaged.fill_(1)  # an average already: no copy at step 1
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int
