@@ -102,9 +102,7 @@ def test_df2k_preset_matches_the_thesis_table(preset, scale):
             5e-3,
         )
         assert dict(cfg.model.lit.perceptual_opt.layer_weights) == {"conv5_4": 1.0}
-        assert (
-            cfg.callbacks.model_checkpoint.monitor is None
-        )  # the last GAN weights, not the best PSNR
+        assert cfg.checkpoint.select == "last"  # the last GAN weights, not the best PSNR
     else:
         assert list(cfg.model.lit.scheduler.milestones) == list(
             range(200_000, steps, 200_000)
