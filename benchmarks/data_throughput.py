@@ -2,7 +2,10 @@
 decode, and the uint8 memory-map cache, through the real DataLoader with N workers.
 
 Run:  python benchmarks/data_throughput.py [--root DF2K_or_folder] [--images 16] [--workers 2]
-      [--patch 192] [--seconds 10]
+      [--patch 192] [--scale 4] [--margin 2] [--seconds 10]
+
+Patches are cut as training cuts them: on the scale's grid with ``--margin`` LR pixels around
+them for the exact-LR crop (``medsr.data.patches``; ``--margin 0``: the bare patch).
 
 Without ``--root`` it makes 2040x1356 PNGs (the DIV2K size) by upscaling real photographs from
 ``../shared/data/train/BSDS500_test`` into a temporary folder. Each mode is timed after its first
@@ -25,6 +28,7 @@ from medsr.data.cache import ImageCache
 from medsr.data.datasets import PatchDataset
 from medsr.data.decode import FovOptions
 from medsr.data.image_io import list_images
+from medsr.data.patches import LR_MARGIN
 from medsr.data.sources import records_from
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train" / "BSDS500_test"
@@ -71,6 +75,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=16, help="images made / used")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--patch", type=int, default=192)
+    ap.add_argument("--scale", type=int, default=4, help="patch grid and margin unit")
+    ap.add_argument("--margin", type=int, default=LR_MARGIN, help="LR pixels around each patch")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--per-image", type=int, default=32, help="patches per decode")
     ap.add_argument("--seconds", type=float, default=10.0, help="timing window per mode")
@@ -103,6 +109,8 @@ def main() -> None:
                 FovOptions(),
                 False,
                 cache,
+                scale=args.scale,
+                margin=args.margin,
             )
 
         rows = [
@@ -132,8 +140,10 @@ def main() -> None:
     print(
         f"data: {where}; Pillow decode {decode_ms:.0f} ms/image; cache build {build_s:.1f} s (once)"
     )
+    side = args.patch + 2 * args.margin * args.scale
     print(
-        f"HR patches {args.patch}x{args.patch}, batch {args.batch}, {args.workers} workers, "
+        f"HR patches {args.patch}x{args.patch} (shipped {side}x{side}: x{args.scale}, "
+        f"{args.margin} LR px margin), batch {args.batch}, {args.workers} workers, "
         f"{args.seconds:.0f} s per mode after the first batch; load average "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other processes slow every row)\n"
     )

@@ -129,6 +129,10 @@ class PatchDataset(IterableDataset):
         shape = (self.batch_size, side, side, 3)
         for _ in range(self._batches_per_worker(workers, world)):
             hwc = torch.empty(shape, dtype=torch.uint8)
+            if info is not None:
+                # Crop straight into the shared memory the DataLoader ships batches in: it would
+                # otherwise copy every batch there (and fault in a private buffer first).
+                hwc.share_memory_()
             pos = torch.empty((self.batch_size, 3), dtype=torch.int64)
             state.fill(hwc.numpy(), pos.numpy())
             yield {"hr": hwc.permute(0, 3, 1, 2), "margin": self.geometry.margin, "pos": pos}
@@ -157,6 +161,7 @@ class _WorkerState:
     def fill(self, out: np.ndarray, pos: np.ndarray) -> None:
         """Write ``B`` patches into ``out`` ``(B, P', P', 3)`` and their positions into ``pos``."""
         ds, geo, rng = self.ds, self.ds.geometry, self.rng
+        where = []
         if ds.cache is not None:
             for k in range(out.shape[0]):
                 i, image, mask = self._next_image()
@@ -164,7 +169,8 @@ class _WorkerState:
                     mask, geo.extent(image.shape), geo.size, rng, ds.fov, geo.scale
                 )
                 out[k] = crop_with_margin(image, y, x, geo)
-                pos[k] = (i, y, x)
+                where.append((i, y, x))
+            pos[:] = where
             return
         buf = self.buffer
         for k in range(out.shape[0]):
@@ -174,8 +180,9 @@ class _WorkerState:
                 buf += [(patch, i, y, x) for patch, y, x in drawn]
             j = int(rng.integers(len(buf)))
             buf[j], buf[-1] = buf[-1], buf[j]
-            out[k], *where = buf.pop()
-            pos[k] = where
+            out[k], *corner = buf.pop()
+            where.append(corner)
+        pos[:] = where
 
     def _next_image(self) -> tuple[int, np.ndarray, np.ndarray | None]:
         ds = self.ds

@@ -61,20 +61,14 @@ def patch_position(
     with a mask, one with at least ``fov.min_fraction`` of its pixels inside (redrawn up to
     ``fov.max_tries`` times, then the candidate with the largest fraction is kept).
     ``fov.min_fraction=0`` keeps the first draw: uniform sampling, as the thesis."""
-    h, w = shape
     p = patch_size
-
-    def draw() -> tuple[int, int]:
-        return step * int(rng.integers((h - p) // step + 1)), step * int(
-            rng.integers((w - p) // step + 1)
-        )
-
+    ny, nx = (shape[0] - p) // step + 1, (shape[1] - p) // step + 1
     if mask is None:
-        return draw()
+        return step * int(rng.integers(ny)), step * int(rng.integers(nx))
     need = math.ceil(fov.min_fraction * p * p)
     best, best_inside = (0, 0), -1
     for _ in range(fov.max_tries):
-        y, x = draw()
+        y, x = step * int(rng.integers(ny)), step * int(rng.integers(nx))
         inside = int(np.count_nonzero(mask[y : y + p, x : x + p]))
         if inside >= need:
             return y, x
@@ -101,9 +95,13 @@ def crop_with_margin(image: np.ndarray, y: int, x: int, geometry: PatchGeometry)
     y0, x0 = y - pad, x - pad
     if y0 >= 0 and x0 >= 0 and y0 + side <= h and x0 + side <= w:
         return image[y0 : y0 + side, x0 : x0 + side]
-    rows = symmetric_indices(y0, y0 + side, h)
-    cols = symmetric_indices(x0, x0 + side, w)
-    return image[rows[:, None], cols[None, :]]
+    # The mirrored rows/columns lie inside the clipped region: take them from it, one axis at a
+    # time (a 2-D fancy index costs ~100x more).
+    cy0, cx0 = max(y0, 0), max(x0, 0)
+    region = image[cy0 : min(y0 + side, h), cx0 : min(x0 + side, w)]
+    rows = symmetric_indices(y0, y0 + side, h) - cy0
+    cols = symmetric_indices(x0, x0 + side, w) - cx0
+    return np.take(np.take(region, rows, axis=0), cols, axis=1)
 
 
 def draw_positioned(
