@@ -85,9 +85,13 @@ def test_augmented_lr_is_the_same_transform_of_the_whole_image_lr(tmp_path, phot
         reference[:, y // scale : y // scale + q, x // scale : x // scale + q]
         for _, y, x in batch["pos"].tolist()
     ]
-    assert torch.equal(out["lr"], torch.stack([dihedral(c, k) for c, k in zip(crops, codes)]))
+    assert torch.equal(
+        out["lr"], torch.stack([dihedral(c, k) for c, k in zip(crops, codes, strict=True)])
+    )
     plain = train_batch(batch, scale, augment=False)["hr"]
-    assert torch.equal(out["hr"], torch.stack([dihedral(h, k) for h, k in zip(plain, codes)]))
+    assert torch.equal(
+        out["hr"], torch.stack([dihedral(h, k) for h, k in zip(plain, codes, strict=True)])
+    )
 
 
 @pytest.mark.parametrize("scale", [2, 4])

@@ -25,9 +25,14 @@ IMRESIZE_UINT8_PROTOCOL = (
 )
 
 
-def imresize_protocol(matlab_uint8: bool = False) -> str:
-    """The protocol words of LR made by ``bicubic_lr`` (``degradation.matlab_uint8``)."""
-    return IMRESIZE_UINT8_PROTOCOL if matlab_uint8 else IMRESIZE_PROTOCOL
+def imresize_protocol(degradation: object = None) -> str:
+    """The protocol words of LR made by ``bicubic_lr`` under ``degradation`` (a bicubic one may
+    use MATLAB's uint8 intermediate: ``degradation.matlab_uint8``)."""
+    return (
+        IMRESIZE_UINT8_PROTOCOL
+        if getattr(degradation, "matlab_uint8", False)
+        else IMRESIZE_PROTOCOL
+    )
 
 
 BENCHMARK_URL = "https://cv.snu.ac.kr/research/EDSR/benchmark.tar (EDSR benchmark package)"

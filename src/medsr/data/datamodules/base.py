@@ -77,9 +77,8 @@ class SRDataModule(LightningDataModule):
         tag: short dataset name used in run names.
         degradation: how LR is made (``medsr.data.degradations``; None = MATLAB bicubic).
         train_seed: seed of the per-batch generators of augmentation and degradation.
-        exact_lr: cut training patches with a margin so that their LR equals the whole image's
-            LR at the patch (``medsr.data.patches``; deterministic degradations: bicubic);
-            False = the degradation of the bare patch.
+        exact_lr: bicubic training LR = the whole image's LR at the patch (patches cut with a
+            margin, ``medsr.data.patches``); False = ``imresize`` of the bare patch.
     """
 
     separate_test = False  # test listed apart from validation: setup checks they share no file
@@ -129,7 +128,6 @@ class SRDataModule(LightningDataModule):
         self.train_seed = int(train_seed)
         self._direct_steps = 0  # numbers training batches outside a Lightning Trainer
         self.exact_lr = bool(exact_lr)
-        self._disjoint_checked = False
         self.eval_set_names: list[str] = []
         self.set_protocols: dict[str, str] = {}
         self.report = ""
@@ -196,13 +194,15 @@ class SRDataModule(LightningDataModule):
             )
         eval_stage = "test" if stage == "test" else "val"
         if stage != "predict":
-            self._check_disjoint()
+            if self.separate_test:  # no checkpoint may be selected on a test image
+                check_disjoint(
+                    *([r.path for s in self._list_eval(k) for r in s.records] for k in SIDES)
+                )
             sets = self._eval(eval_stage)
             self.eval_set_names = [s.name for s in sets]
             lr_words = lr_protocol(self.degradation)
-            self.set_protocols = {
-                s.name: lr_words or s.protocol or self.bicubic_words for s in sets
-            }
+            bicubic = imresize_protocol(self.degradation)
+            self.set_protocols = {s.name: lr_words or s.protocol or bicubic for s in sets}
 
     def train_dataloader(self) -> DataLoader:
         if self._train_set is None:
@@ -235,15 +235,10 @@ class SRDataModule(LightningDataModule):
 
     # -- protocol --------------------------------------------------------------------------
     @property
-    def bicubic_words(self) -> str:
-        """The protocol words of LR made by MATLAB-bicubic imresize here (uint8 or float)."""
-        return imresize_protocol(getattr(self.degradation, "matlab_uint8", False))
-
-    @property
     def protocol(self) -> str:
         """How LR was made for evaluation, e.g. ``LR: files from LR_bicubic/X4``."""
         if not self.set_protocols:
-            return lr_protocol(self.degradation) or self.bicubic_words
+            return lr_protocol(self.degradation) or imresize_protocol(self.degradation)
         distinct = sorted(set(self.set_protocols.values()))
         if len(distinct) == 1:
             return distinct[0]
@@ -253,14 +248,6 @@ class SRDataModule(LightningDataModule):
         )
 
     # -- internals -------------------------------------------------------------------------
-    def _check_disjoint(self) -> None:
-        """Validation and test must share no image (by file content): a checkpoint selected on
-        validation scores would otherwise be selected on test images."""
-        if self._disjoint_checked or not self.separate_test:
-            return
-        check_disjoint(*([r.path for s in self._list_eval(k) for r in s.records] for k in SIDES))
-        self._disjoint_checked = True
-
     def _loader_kwargs(self, workers: int, persistent: bool) -> dict:
         pin = torch.cuda.is_available() if self.pin_memory is None else self.pin_memory
         kwargs: dict = {"num_workers": workers, "pin_memory": pin}
