@@ -135,7 +135,7 @@ def matlab_uint8_imresize(image: np.ndarray, scale: int) -> np.ndarray:
 
 
 def medsr_lr(image: np.ndarray, scale: int, matlab_uint8: bool, dtype=torch.float64):
-    hr = torch.from_numpy(image).permute(2, 0, 1)[None].to(dtype) / 255
+    hr = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].to(dtype) / 255
     lr = bicubic_lr(hr, scale, matlab_uint8=matlab_uint8)
     return (lr[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
 
@@ -207,3 +207,24 @@ def test_eval_batch_keeps_16_bit_sources_on_16_bit_levels():
     levels = lr.double() * 65535  # float32 holds k / 65535 to about 0.004 of a level
     torch.testing.assert_close(levels, levels.round(), rtol=0, atol=0.01)
     assert (levels.round() % 257 != 0).any()  # 16-bit levels, not 8-bit ones
+
+
+# -- patch sampling ---------------------------------------------------------------------------
+def test_fov_min_fraction_zero_samples_uniformly():
+    from medsr.data.decode import FovOptions
+    from medsr.data.patches import patch_position
+
+    mask = np.zeros((120, 100), bool)
+    mask[:, :30] = True  # most patches are mostly outside
+
+    def positions(fov_mask, fov):
+        rng = np.random.default_rng(7)
+        return [patch_position(fov_mask, (120, 100), 32, rng, fov, 2) for _ in range(50)]
+
+    uniform = positions(None, FovOptions())
+    assert positions(mask, FovOptions(True, min_fraction=0.0)) == uniform  # no redraws
+    redrawn = positions(mask, FovOptions(True, min_fraction=0.5))
+    assert redrawn != uniform
+    assert all(mask[y : y + 32, x : x + 32].mean() >= 0.5 for y, x in redrawn)
+    cfg = compose_config("train", "data=messidor", "data.fov_min_fraction=0")
+    assert instantiate(cfg.data).fov.min_fraction == 0.0

@@ -319,3 +319,10 @@ def test_adam_betas_switch_reaches_the_optimiser(betas):
         0.9,
         0.999,
     ]
+
+
+def test_scheduler_switch_reaches_the_optimiser():
+    cfg = compose_config("train", *TINY_EDSR, "model.lit.scheduler.milestones=[3,5]")
+    module = build_module(cfg, build_network(cfg))
+    scheduler = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    assert sorted(scheduler.milestones) == [3, 5] and scheduler.gamma == 0.5
