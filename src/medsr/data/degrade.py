@@ -121,7 +121,7 @@ def train_batch(
         # Workers ship channels_last uint8; the float batch is made contiguous (NCHW) here.
         hr = degradation.target(to_unit_float(raw).contiguous())
         return {"lr": degradation(hr, scale, generator), "hr": hr}
-    padded = to_unit_float(raw).contiguous()
+    padded = to_unit_float(raw.contiguous())  # NCHW first: the transposing copy moves uint8
     lr = bicubic_lr(padded, scale) if degradation is None else degradation(padded, scale, generator)
     raw, lr = crop_margin(raw, margin * scale), crop_margin(lr, margin)
     if augment:  # the HR target is transformed while uint8: a quarter of the bytes
