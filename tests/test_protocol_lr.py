@@ -228,3 +228,24 @@ def test_fov_min_fraction_zero_samples_uniformly():
     assert all(mask[y : y + 32, x : x + 32].mean() >= 0.5 for y, x in redrawn)
     cfg = compose_config("train", "data=messidor", "data.fov_min_fraction=0")
     assert instantiate(cfg.data).fov.min_fraction == 0.0
+
+
+@pytest.mark.parametrize("matlab_uint8", [False, True])
+def test_results_rows_say_which_rounding_made_the_lr(tmp_path, samples_dir, matlab_uint8):
+    from medsr.evaluate import evaluate
+
+    flag = str(matlab_uint8).lower()
+    cfg = compose_config(
+        "evaluate",
+        "model=bicubic",
+        "data=folder",
+        f"data.val_dirs=[{tmp_path / 'hr'}]",
+        f"data.train_dirs=[{tmp_path / 'hr'}]",
+        "scale=2",
+        "progress=false",
+        f"degradation.matlab_uint8={flag}",
+    )
+    image = np.asarray(Image.open(samples_dir / "train" / "coffee.png").convert("RGB"))[:120, :180]
+    write_image(tmp_path / "hr" / "coffee.png", np.ascontiguousarray(image))
+    (row,) = evaluate(cfg, tmp_path / "out")
+    assert (IMRESIZE_UINT8_PROTOCOL if matlab_uint8 else IMRESIZE_PROTOCOL) in row["protocol"]
