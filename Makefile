@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install train test lint bench clean
+.PHONY: install train test lint bench gpu-check clean
 
 install: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,deploy]"
 	touch $(STAMP)
 
 train: $(STAMP)
@@ -34,6 +34,12 @@ bench: $(STAMP)
 	$(PY) benchmarks/data_throughput.py
 	$(PY) benchmarks/inference.py
 	$(PY) benchmarks/train_throughput.py
+
+# The prepared GPU check (one CUDA GPU, <= 8 min): training speed vs a plain PyTorch loop,
+# imresize on CUDA, tiled prediction, `pytest -m gpu`. Report: $(GPU_CHECK_OUT)/gpu_check.md
+GPU_CHECK_OUT ?= outputs/gpu_check
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py --out $(GPU_CHECK_OUT)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

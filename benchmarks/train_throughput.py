@@ -16,7 +16,7 @@ reported separately), with one device synchronisation at each end of the timed w
 
 Thesis sizes (``--full``, the default on GPU): EDSR f256b32, RCAN f64g10b20, RRDBNet f64b23g32
 at batch 16, HR patch 192; ESRGAN (RRDBNet generator + VGG-style discriminator) at patch 128.
-``--tiny`` (the default on CPU) shrinks networks to a few blocks and HR patches to 48 px (ESRGAN 64 px), batch 4,
+``--tiny`` (the default on CPU) shrinks networks to a few blocks and HR patches to 48 px (ESRGAN 32 px), batch 4,
 so a CPU finishes in minutes; those rows show relative effects, not thesis speeds.
 bf16 autocast on CPU is hundreds of times slower than float32: on CPU it runs one step as a smoke
 test (its time is in "first step"), without a throughput figure.
@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from medsr._cli import quiet_third_party
 from medsr.conf.resolvers import register_resolvers
 from medsr.data.degrade import train_batch
-from medsr.train import build_module, build_network, compile_networks
+from medsr.training.factory import build_module, build_network, compile_networks
 
 # name: (model config, thesis HR patch, tiny HR patch, tiny net overrides)
 MODELS = {
@@ -55,9 +55,28 @@ MODELS = {
     ),
     "rrdbnet": ("rrdbnet", 192, 48, {"num_feat": 32, "num_block": 2, "num_grow_ch": 16}),
     # The discriminator's head needs a power-of-two patch.
-    "esrgan": ("esrgan", 128, 64, {"num_feat": 32, "num_block": 2, "num_grow_ch": 16}),
+    "esrgan": ("esrgan", 128, 32, {"num_feat": 32, "num_block": 2, "num_grow_ch": 16}),
+    # SwinIR-M (classical SR) at the thesis batch and patch; measured once its config exists.
+    "swinir": (
+        "swinir",
+        192,
+        48,
+        {"embed_dim": 12, "depths": [2], "num_heads": [2], "window_size": 4},
+    ),
 }
 THESIS_BATCH, TINY_BATCH, SCALE = 16, 4, 4
+
+
+def available(name: str) -> bool:
+    """The model's architecture is registered and its packaged config exists."""
+    from importlib import resources
+
+    from medsr.models import list_models
+
+    config = MODELS[name][0]
+    conf = resources.files("medsr") / "conf" / "model" / f"{config}.yaml"
+    arch = "rrdbnet" if config == "esrgan" else config
+    return arch in list_models() and conf.is_file()
 
 
 class RandomPatches(IterableDataset):
@@ -126,16 +145,19 @@ def build(name: str, tiny: bool, channels_last: bool):
     return build_module(cfg, net), patch, size
 
 
-def measure(
-    name: str,
-    device: str,
-    precision: str,
-    channels_last: bool,
-    compiled: bool,
-    steps: int,
-    warmup: int,
-    tiny: bool,
-) -> dict:
+def compile_as_training(module: pl.LightningModule, backend: str = "inductor") -> None:
+    """``compile=true`` of ``medsr.train``; another backend (``eager``) only checks the tracing."""
+    if backend == "inductor":
+        compile_networks(module)
+        return
+    for name in ("net", "net_d"):
+        network = getattr(module, name, None)
+        if isinstance(network, torch.nn.Module):
+            network.compile(backend=backend)
+
+
+def measure(name: str, device: str, precision: str, channels_last: bool, compiled: bool,
+            steps: int, warmup: int, tiny: bool, backend: str = "inductor") -> dict:  # fmt: skip
     module, patch, size = build(name, tiny, channels_last)
     batch = TINY_BATCH if tiny else THESIS_BATCH
     smoke = device == "cpu" and precision != "32-true"
@@ -159,8 +181,7 @@ def measure(
         torch.cuda.reset_peak_memory_stats()
     if compiled:
         torch._dynamo.reset()
-    if compiled:
-        compile_networks(module)  # as medsr.train does with compile=true
+        compile_as_training(module, backend)
     trainer.fit(module, Data(batch, patch))
     marks = timer.marks
     row = {
@@ -188,7 +209,9 @@ def main() -> None:
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"]
     )
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument(
+        "--models", nargs="+", default=[m for m in MODELS if available(m)], choices=list(MODELS)
+    )
     parser.add_argument(
         "--steps", type=int, default=None, help="timed steps (default: 50 on GPU, 5 on CPU)"
     )
@@ -234,6 +257,11 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: |")
     for name in args.models:
+        if not available(name):
+            print(
+                f"| {name} | not available: no registered architecture or conf/model/{MODELS[name][0]}.yaml |"
+            )
+            continue
         for precision, channels_last, compiled in grid:
             try:
                 r = measure(
