@@ -33,6 +33,7 @@ from medsr.evaluation.results import (
     write_results,
 )
 from medsr.evaluation.scoring import Protocol, score_sets
+from medsr.host import tune_host
 from medsr.ops import check_scale
 
 log = logging.getLogger("medsr.evaluate")  # not __name__, which is "__main__" under python -m
@@ -88,9 +89,9 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[dict]:
     )
     with Progress(*columns, disable=not cfg.get("progress", True)) as bar:
         loaders = datamodule.test_dataloader()
-        total = sum(
-            len(dl.dataset) for dl in (loaders if isinstance(loaders, (list, tuple)) else [loaders])
-        )
+        loaders = loaders if isinstance(loaders, (list, tuple)) else [loaders]
+        total = sum(len(dl.dataset) for dl in loaders)
+        tune_host(workers=max(dl.num_workers for dl in loaders))
         task = bar.add_task(f"evaluating {len(methods)} method(s)", total=total)
         scores = score_sets(
             methods,

@@ -40,6 +40,7 @@ from medsr.evaluation.inference import (
     resolve_device,
     upscale_array,
 )
+from medsr.host import tune_host
 
 log = logging.getLogger("medsr.predict")  # not __name__, which is "__main__" under python -m
 
@@ -142,6 +143,7 @@ def predict(cfg: DictConfig) -> list[tuple[Path, str]]:
         if 2 * upscaler.stitch_radius <= cfg.tile_overlap
         else "tile overlaps are cross-faded",
     )
+    tune_host()
     failed: list[tuple[Path, str]] = []
     columns = (
         TextColumn("{task.description}"),
