@@ -11,8 +11,8 @@ import pytest
 
 from medsr.host import busy_jiffies, choose_threads, tune_host
 
-# Runs a tile-like pattern six times (64 MiB feature maps made, combined and freed, as a
-# network's layers do per tile); prints the minor page faults of the last four.
+# Runs a tile-like pattern 14 times (64 MiB feature maps made, combined and freed, as a
+# network's layers do per tile); prints the minor page faults of the last eight.
 TILES = """
 import resource, sys, torch
 from medsr.host import keep_freed_memory
@@ -27,10 +27,10 @@ def tile():
     d = c * 2
     del b, c
     return d.sum()
-tile()
-tile()  # the heap reaches its steady size
+for _ in range(6):  # the heap grows to its steady size
+    tile()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(4):
+for _ in range(8):
     tile()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
@@ -47,8 +47,8 @@ def test_kept_memory_is_reused_instead_of_page_faulted_in_again():
 
     pages = 16 * 2**20 * 4 // 4096  # one 64 MiB buffer
     returned, kept = faults("default"), faults("kept")
-    assert returned >= 4 * 3 * pages  # every tile maps and zero-fills its buffers again
-    assert kept < pages // 4  # the freed buffers are reused
+    assert returned >= 8 * 3 * pages  # every tile maps and zero-fills its buffers again
+    assert kept <= pages  # the freed buffers are reused (at most one late heap extension)
 
 
 @pytest.mark.parametrize(
@@ -100,9 +100,7 @@ def test_thread_count_can_be_fixed_or_the_tuning_switched_off(monkeypatch):
         torch.set_num_threads(before)
 
 
-def test_predict_applies_the_settings(tmp_path, samples_dir, caplog, monkeypatch):
-    from hydra import compose, initialize_config_module
-
+def test_predict_applies_the_settings(tmp_path, samples_dir, caplog, monkeypatch, compose):
     from medsr.predict import predict
 
     torch = pytest.importorskip("torch")
@@ -110,17 +108,14 @@ def test_predict_applies_the_settings(tmp_path, samples_dir, caplog, monkeypatch
     monkeypatch.setenv("MEDSR_THREADS", "1")
     monkeypatch.delenv("MEDSR_HOST_TUNING", raising=False)
     image = samples_dir / "val" / "microaneurysms.png"
-    with initialize_config_module(config_module="medsr.conf", version_base="1.3"):
-        cfg = compose(
-            "predict",
-            overrides=[
-                "progress=false",
-                "model=bicubic",
-                "scale=2",
-                f"input={image}",
-                f"output={tmp_path}",
-            ],
-        )
+    cfg = compose(
+        "predict",
+        "progress=false",
+        "model=bicubic",
+        "scale=2",
+        f"input={image}",
+        f"output={tmp_path}",
+    )
     try:
         with caplog.at_level("INFO", logger="medsr.host"):
             assert predict(cfg) == []

@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime", reason="the deploy extra (onnx, onnxruntime) 
 from medsr.errors import ConfigError, WeightsError  # noqa: E402
 from medsr.models import build_model, list_models  # noqa: E402
 from medsr.models.interpolation import INTERPOLATION_MODES  # noqa: E402
-from medsr.models.onnx_export import TRACE_SIZE, OnnxNetwork, export_onnx  # noqa: E402
+from medsr.models.weights.onnx import TRACE_SIZE, OnnxNetwork, export_onnx  # noqa: E402
 from medsr.ops.tiling import receptive_radius  # noqa: E402
 
 # Tiny networks per architecture (fast); a learned architecture missing here fails the test
