@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from medsr._cli import run_cli
+from medsr.data.datamodules import plain_target
 from medsr.data.degradations import build_degradation
 from medsr.errors import ConfigError
 from medsr.evaluation.consistency_report import parse_mode, projection_settings
@@ -61,7 +62,12 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[dict]:
         )
     methods = build_methods(cfg, scale, device, projection)
     # A realistic degradation makes each test image's LR with the image's own seeded generator.
-    datamodule = instantiate(cfg.data, degradation=build_degradation(cfg.get("degradation")))
+    # The plain data class: evaluation needs no Lightning (2 s of imports).
+    datamodule = instantiate(
+        cfg.data,
+        _target_=plain_target(cfg.data._target_),
+        degradation=build_degradation(cfg.get("degradation")),
+    )
     datamodule.setup("test")
     figures = None
     if cfg.get("figures"):

@@ -14,15 +14,15 @@ inflates both.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import Tensor
-from torchmetrics import MeanMetric
 
 from medsr.ops.color import rgb_to_y
 
-__all__ = ["PSNRY", "SSIMY", "psnr_y", "ssim_y"]
+__all__ = ["PSNRY", "SSIMY", "psnr_y", "ssim_y"]  # noqa: F822 (PSNRY, SSIMY: module __getattr__)
 
 _SSIM_WINDOW, _SSIM_SIGMA = 11, 1.5
 _C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
@@ -156,46 +156,60 @@ def ssim_y(sr: Tensor, hr: Tensor, crop_border: int, mask: Tensor | None = None)
     return _masked_mean(_ssim_map(sr_y, hr_y), mask, "ssim_y")
 
 
-class _MeanOverImages(MeanMetric):
-    """Mean of a per-image metric over every image seen (torchmetrics' ``MeanMetric``, whose sum and
-    weight states reduce under DDP)."""
-
-    is_differentiable = False
-    higher_is_better = True
-
-    def __init__(self, crop_border: int, **kwargs) -> None:
-        super().__init__(**kwargs)
-        if isinstance(crop_border, bool) or not isinstance(crop_border, int) or crop_border < 0:
-            raise ValueError(
-                f"{type(self).__name__}: crop_border must be an int >= 0, got {crop_border!r}"
-            )
-        self.crop_border = crop_border
-        self.set_dtype(torch.float64)
-
-    def _per_image(self, sr: Tensor, hr: Tensor, mask: Tensor | None) -> Tensor:
-        raise NotImplementedError
-
-    def update(self, sr: Tensor, hr: Tensor, mask: Tensor | None = None) -> None:
-        super().update(self._per_image(sr, hr, mask).double())
+def __getattr__(name: str):
+    if name in ("PSNRY", "SSIMY"):
+        return _metric_classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class PSNRY(_MeanOverImages):
-    """Mean Y-channel PSNR (dB) over all images (:func:`psnr_y`); ``inf`` if any pair is identical.
+@functools.cache
+def _metric_classes() -> dict[str, type]:
+    """The torchmetrics classes, made on first use: evaluation and prediction call the functions
+    above and skip torchmetrics' import (a third of a second)."""
+    from torchmetrics import MeanMetric
 
-    Args:
-        crop_border: pixels removed on each side (the scale, by convention).
-    """
+    class _MeanOverImages(MeanMetric):
+        """Mean of a per-image metric over every image seen (torchmetrics' ``MeanMetric``, whose sum and
+        weight states reduce under DDP)."""
 
-    def _per_image(self, sr: Tensor, hr: Tensor, mask: Tensor | None) -> Tensor:
-        return psnr_y(sr, hr, self.crop_border, mask)
+        is_differentiable = False
+        higher_is_better = True
 
+        def __init__(self, crop_border: int, **kwargs) -> None:
+            super().__init__(**kwargs)
+            if isinstance(crop_border, bool) or not isinstance(crop_border, int) or crop_border < 0:
+                raise ValueError(
+                    f"{type(self).__name__}: crop_border must be an int >= 0, got {crop_border!r}"
+                )
+            self.crop_border = crop_border
+            self.set_dtype(torch.float64)
 
-class SSIMY(_MeanOverImages):
-    """Mean Y-channel SSIM over all images (:func:`ssim_y`).
+        def _per_image(self, sr: Tensor, hr: Tensor, mask: Tensor | None) -> Tensor:
+            raise NotImplementedError
 
-    Args:
-        crop_border: pixels removed on each side (the scale, by convention).
-    """
+        def update(self, sr: Tensor, hr: Tensor, mask: Tensor | None = None) -> None:
+            super().update(self._per_image(sr, hr, mask).double())
 
-    def _per_image(self, sr: Tensor, hr: Tensor, mask: Tensor | None) -> Tensor:
-        return ssim_y(sr, hr, self.crop_border, mask)
+    class PSNRY(_MeanOverImages):
+        """Mean Y-channel PSNR (dB) over all images (:func:`psnr_y`); ``inf`` if any pair is identical.
+
+        Args:
+            crop_border: pixels removed on each side (the scale, by convention).
+        """
+
+        def _per_image(self, sr: Tensor, hr: Tensor, mask: Tensor | None) -> Tensor:
+            return psnr_y(sr, hr, self.crop_border, mask)
+
+    class SSIMY(_MeanOverImages):
+        """Mean Y-channel SSIM over all images (:func:`ssim_y`).
+
+        Args:
+            crop_border: pixels removed on each side (the scale, by convention).
+        """
+
+        def _per_image(self, sr: Tensor, hr: Tensor, mask: Tensor | None) -> Tensor:
+            return ssim_y(sr, hr, self.crop_border, mask)
+
+    for cls in (PSNRY, SSIMY):  # pickled and documented as medsr.metrics.PSNRY / SSIMY
+        cls.__module__, cls.__qualname__ = __name__, cls.__name__
+    return {"PSNRY": PSNRY, "SSIMY": SSIMY}

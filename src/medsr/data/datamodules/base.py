@@ -12,8 +12,6 @@ import warnings
 from pathlib import Path
 
 import torch
-from lightning.pytorch import LightningDataModule
-from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from medsr.data.cache import ImageCache
@@ -31,14 +29,16 @@ from medsr.ops.scales import check_scale
 
 log = logging.getLogger(__name__)
 SIDES = ("val", "test")
+_RANKS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")  # SRData has no Lightning
 
 # PatchDataset.__len__ is exact (disjoint shards, equal batch counts per worker and rank).
 warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
 
 
-@rank_zero_only
 def info(message: str, *args) -> None:
-    log.info(message, *args)
+    """Log on rank 0 only (the launchers' rank variables, read as Lightning reads them)."""
+    if int(next((v for k in _RANKS if (v := os.environ.get(k, "")).isdigit()), "0")) == 0:
+        log.info(message, *args)
 
 
 def _auto_workers() -> int:
@@ -49,7 +49,7 @@ def _auto_workers() -> int:
     return max(1, min(8, cores))
 
 
-class SRDataModule(LightningDataModule):
+class SRData:
     """Shared machinery: training patches, evaluation sets, loaders and the device-side step.
 
     Subclasses list the files (``_list_train``, ``_list_eval``).
@@ -164,7 +164,7 @@ class SRDataModule(LightningDataModule):
         """Evaluation sets for ``stage`` in {"val", "test"}."""
         raise NotImplementedError
 
-    # -- Lightning hooks -------------------------------------------------------------------
+    # -- the DataModule hooks (Lightning calls them in training) ------------------------------
     def prepare_data(self) -> None:
         """Build the training cache once (Lightning runs this on one process per node)."""
         self._validate()
@@ -228,7 +228,7 @@ class SRDataModule(LightningDataModule):
         deg = self.degradation
         if "name" in batch:
             return eval_batch(batch, self.scale, deg, eval_generator(deg, batch))
-        trainer = self.trainer
+        trainer = getattr(self, "trainer", None)  # set by Lightning while it trains
         gen = train_generator(trainer, self.train_seed, self._direct_steps)
         self._direct_steps += 1
         return train_batch(batch, self.scale, trainer is None or trainer.training, gen, deg)

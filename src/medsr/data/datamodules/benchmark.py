@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from medsr.data.datamodules.base import SRDataModule, info
+from medsr.data.datamodules.base import SRData, info
 from medsr.data.sources import (
     EvalSet,
     ImageRecord,
@@ -16,7 +16,7 @@ from medsr.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-class BenchmarkDataModule(SRDataModule):
+class BenchmarkData(SRData):
     """Evaluation on the SR benchmark sets (``<root>/<Set>/HR/*``), one loader per set.
 
     ``<Set>/LR_bicubic/X<s>/`` (the EDSR benchmark package layout) is used when present, and the
@@ -27,7 +27,7 @@ class BenchmarkDataModule(SRDataModule):
         sets: set names; None = every ``<root>/<Set>/HR`` found (Set5, Set14, B100, BSDS200,
             Urban100, Manga109 first).
         fov_sets: names of fundus sets, also scored inside the field of view.
-        **kwargs: the :class:`SRDataModule` options.
+        **kwargs: the :class:`SRData` options.
     """
 
     def __init__(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from medsr.data.datamodules.base import SRDataModule, info
+from medsr.data.datamodules.base import SRData, info
 from medsr.data.sources import (
     DF2KListing,
     EvalSet,
@@ -16,7 +16,7 @@ from medsr.data.sources import (
 log = logging.getLogger(__name__)
 
 
-class DF2KDataModule(SRDataModule):
+class DF2KData(SRData):
     """DIV2K (800) + Flickr2K (2,650) training images; test on DIV2K_valid_HR, validation on
     held-out training images (never a test image).
 
@@ -25,7 +25,7 @@ class DF2KDataModule(SRDataModule):
             ``DIV2K_valid_HR/`` (the test set; else ``n_test`` training images are held out).
         n_val: training images held out for validation (seeded by ``split_seed``).
         n_test: training images held out for testing when DIV2K_valid_HR is absent.
-        **kwargs: the :class:`SRDataModule` options.
+        **kwargs: the :class:`SRData` options.
     """
 
     separate_test = True

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from medsr.data.datamodules.base import SRDataModule, info
+from medsr.data.datamodules.base import SRData, info
 from medsr.data.sources import EvalSet, ImageRecord, attach_masks, folder_records
 from medsr.data.splits import holdout
 
 log = logging.getLogger(__name__)
 
 
-class FolderDataModule(SRDataModule):
+class FolderData(SRData):
     """HR images from one or more folders (``data=folder``; ``data=samples`` for the shipped ones).
 
     Args:
@@ -23,7 +23,7 @@ class FolderDataModule(SRDataModule):
         n_val: held-out images when ``val_dirs`` is None.
         name: the evaluation set's name in logs.
         recursive: include sub-folders.
-        **kwargs: the :class:`SRDataModule` options.
+        **kwargs: the :class:`SRData` options.
     """
 
     def __init__(

@@ -6,7 +6,7 @@ import logging
 import warnings
 from pathlib import Path
 
-from medsr.data.datamodules.base import SRDataModule, info
+from medsr.data.datamodules.base import SRData, info
 from medsr.data.image_io import list_images
 from medsr.data.sources import (
     MESSIDOR2_URL,
@@ -33,7 +33,7 @@ PER_IMAGE_WARNING = (
 )
 
 
-class MessidorDataModule(SRDataModule):
+class MessidorData(SRData):
     """MESSIDOR-2 fundus photographs: a seeded train/val/test split, field-of-view aware.
 
     The split (1,000 train / 100 test by default, as in the thesis, plus a few validation
@@ -52,7 +52,7 @@ class MessidorDataModule(SRDataModule):
             with a warning.
         run_dir: the run folder, where a new split is recorded when ``split_file`` is None.
         mask_dir: FOV masks; None = ``<root>/mask/`` when present, else computed per image.
-        **kwargs: the :class:`SRDataModule` options (``fov`` defaults to True here).
+        **kwargs: the :class:`SRData` options (``fov`` defaults to True here).
     """
 
     separate_test = True
