@@ -11,7 +11,7 @@ Run:  python benchmarks/cpu_verbs.py [--baseline-rev REV] [--rounds 3] [--startu
    imports to the first image reaching the Upscaler (the run stops there).
 
 Variants: ``before`` runs the source tree of ``--baseline-rev`` (``git archive``), ``after``
-this checkout; ``--attribute`` adds ``after, MEDSR_HOST_TUNING=0`` (this checkout without the
+a copy of this checkout's ``src`` taken at the start; ``--attribute`` adds ``after, MEDSR_HOST_TUNING=0`` (this checkout without the
 host settings of ``medsr.host``). Each round runs every variant once in a fresh process, the
 order alternating between rounds, so a neighbour's burst hits both sides of a pair; the table
 gives medians and the median over rounds of the per-round ratio ``before / variant``.
@@ -125,6 +125,13 @@ def export_revision(rev: str, folder: Path) -> Path:
     return folder / "src"
 
 
+def snapshot(folder: Path) -> Path:
+    """A copy of this checkout's ``src`` (edits made while the benchmark runs do not leak in)."""
+    return Path(
+        shutil.copytree(REPO / "src", folder / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    )
+
+
 def rounds(variants: dict[str, dict], n: int, run) -> dict[str, list[dict]]:
     results: dict[str, list[dict]] = {name: [] for name in variants}
     names = list(variants)
@@ -177,7 +184,7 @@ def main() -> None:
             k: v for k, v in os.environ.items() if k not in ("MEDSR_HOST_TUNING", "MEDSR_THREADS")
         }
         variants = {"before": {**env, "PYTHONPATH": str(export_revision(args.baseline_rev, tmp))},
-                    "after": {**env, "PYTHONPATH": str(REPO / "src")}}  # fmt: skip
+                    "after": {**env, "PYTHONPATH": str(snapshot(tmp / "after"))}}  # fmt: skip
         if args.attribute:
             args.variant.insert(0, "MEDSR_HOST_TUNING=0")
         for extra in args.variant:

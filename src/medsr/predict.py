@@ -1,5 +1,8 @@
 """Upscale images: ``python -m medsr.predict ckpt=<file> input=<file|folder> output=<folder>``.
 
+``backend=onnxruntime ckpt=<file.onnx>`` runs an exported network (``python -m medsr.export``)
+with onnxruntime instead of PyTorch, through the same tiling and 8/16-bit handling.
+
 Any size (tiles of ``tile`` LR pixels go to the device one at a time, the image stays in host
 memory), 8/16-bit PNG/TIFF/JPEG, grayscale, RGBA. Writes ``<output>/<stem>.png`` (``format=``
 chooses another; 16-bit inputs give 16-bit outputs). A file that cannot be read or written is
@@ -27,19 +30,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from medsr._cli import run_cli
 from medsr.data.image_io import IMAGE_EXTENSIONS, list_images, read_image, write_image
 from medsr.errors import ConfigError, DataError, MedsrError
+from medsr.evaluation.backends import load_for_backend
 from medsr.evaluation.consistency_report import (
     PredictChecks,
     parse_mode,
     parse_uncertainty_maps,
     projection_settings,
 )
-from medsr.evaluation.inference import (
-    Upscaler,
-    load_network,
-    parse_tta,
-    resolve_device,
-    upscale_array,
-)
+from medsr.evaluation.inference import Upscaler, parse_tta, upscale_array
 from medsr.host import tune_host
 
 log = logging.getLogger("medsr.predict")  # not __name__, which is "__main__" under python -m
@@ -117,8 +115,16 @@ def predict(cfg: DictConfig) -> list[tuple[Path, str]]:
     checks = PredictChecks(mode, bool(cfg.get("consistency_maps")), maps)
     targets = _targets(root, files, out_dir, str(cfg.get("format", "png")).lower(), checks)
     _check_writable(out_dir)
-    net, scale, tag = load_network(cfg.get("ckpt"), cfg.get("scale"), cfg.get("model"))
-    device = resolve_device(cfg.get("device"))
+    host = tune_host()
+    net, scale, tag, device = load_for_backend(
+        cfg.get("backend", "torch"),
+        cfg.get("ckpt"),
+        cfg.get("scale"),
+        cfg.get("model"),
+        cfg.get("device"),
+        str(cfg.get("precision", "auto")),
+        threads=host.threads if host else 0,
+    )
     upscaler = Upscaler(
         net,
         scale,
@@ -143,7 +149,6 @@ def predict(cfg: DictConfig) -> list[tuple[Path, str]]:
         if 2 * upscaler.stitch_radius <= cfg.tile_overlap
         else "tile overlaps are cross-faded",
     )
-    tune_host()
     failed: list[tuple[Path, str]] = []
     columns = (
         TextColumn("{task.description}"),

@@ -208,10 +208,12 @@ def _require(module: str):
 
 @contextlib.contextmanager
 def _quiet_exporter():
-    """The exporter prints progress lines and warns about torchvision ops medsr never uses."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    """The exporter prints progress lines, notes of its graph optimiser, and warnings about
+    torchvision ops medsr never uses."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.filterwarnings(
@@ -219,7 +221,8 @@ def _quiet_exporter():
             )
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _describe(net: nn.Module) -> str:
