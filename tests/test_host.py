@@ -122,3 +122,42 @@ def test_predict_applies_the_settings(tmp_path, samples_dir, caplog, monkeypatch
         assert "1 torch thread(s) (MEDSR_THREADS" in caplog.text and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+# Records OMP_WAIT_POLICY at the moment torch is imported by a verb module.
+WAIT_POLICY_AT_TORCH_IMPORT = """
+import importlib.abc, os, sys
+seen = []
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "torch" and not seen:
+            seen.append(os.environ.get("OMP_WAIT_POLICY"))
+        return None
+sys.meta_path.insert(0, Watch())
+import importlib
+importlib.import_module(sys.argv[1])
+print(seen[0])
+"""
+
+
+@pytest.mark.parametrize("verb", ["medsr.predict", "medsr.evaluate", "medsr.export"])
+def test_verbs_let_openmp_threads_sleep_before_torch_loads(verb, monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("MEDSR_HOST_TUNING", raising=False)
+
+    def policy() -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", WAIT_POLICY_AT_TORCH_IMPORT, verb],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        return run.stdout.split()[-1]
+
+    assert policy() == "PASSIVE"
+    monkeypatch.setenv("MEDSR_HOST_TUNING", "0")
+    assert policy() == "None"
+    monkeypatch.setenv("MEDSR_HOST_TUNING", "1")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice stays
+    assert policy() == "ACTIVE"

@@ -1,9 +1,12 @@
-"""What every command verb shares: the config resolvers, quiet third-party chatter, and one
-wrapper that turns a user error into one line and exit code 2 (no stack trace)."""
+"""What every command verb shares: the config resolvers, quiet third-party chatter, one wrapper
+that turns a user error into one line and exit code 2 (no stack trace), and OpenMP threads that
+sleep while they wait."""
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import warnings
 from collections.abc import Callable
 from typing import TypeVar
@@ -12,6 +15,12 @@ from medsr.conf import resolvers as _resolvers  # noqa: F401  (registers the Ome
 from medsr.errors import MedsrError
 
 T = TypeVar("T")
+
+# The verbs import this module before torch, and OpenMP reads its wait policy once, when torch
+# loads: threads waiting for work then sleep instead of spinning, so a core taken by another
+# process no longer stalls every parallel region (see medsr.host).
+if "torch" not in sys.modules and os.environ.get("MEDSR_HOST_TUNING", "1") != "0":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 USER_ERROR_EXIT = 2
 

@@ -1,4 +1,4 @@
-"""Host settings for the command verbs: reuse freed memory, and one torch thread per free core.
+"""Host settings for the command verbs: reuse freed memory, and torch threads that do not fight.
 
 Two things waste a CPU during tiled inference and evaluation:
 
@@ -6,14 +6,17 @@ Two things waste a CPU during tiled inference and evaluation:
   unmaps it on free, so each tile page-faults its buffers in again, zero-filled: on a 2000x1500
   x4 tiled prediction most of the system time. :func:`keep_freed_memory` makes glibc serve them
   from the heap and keep freed memory (``MALLOC_MMAP_MAX_=0``, ``MALLOC_TRIM_THRESHOLD_``).
-- torch starts one OpenMP thread per core. When other processes (DataLoader workers, other
-  users) hold some of the cores, the threads wait for each other at every parallel region:
-  batched small ops (MATLAB ``imresize``) slow down tens of times. :func:`choose_threads`
-  gives torch one thread per core left free by other processes and this run's own workers.
+- torch starts one OpenMP thread per core, and by default a thread that waits for the others
+  spins. When other processes (DataLoader workers, other users) hold some of the cores, every
+  parallel region waits for a descheduled thread while the spinning ones burn the remaining
+  time: batched small ops (MATLAB ``imresize``) slow down 50-100 times. The verbs therefore
+  set ``OMP_WAIT_POLICY=PASSIVE`` before torch loads (``medsr._cli``), and :func:`tune_host`
+  gives torch one thread per core not taken by the run's own DataLoader workers; where the
+  threads still spin (torch was imported first), also not taken by other processes (sampled
+  from ``/proc/stat`` since this module was imported).
 
-Importing this module early starts a sample of the machine's CPU use (``/proc/stat``), read
-when :func:`tune_host` decides, so the decision costs no waiting. ``MEDSR_THREADS=<n>`` or
-``OMP_NUM_THREADS`` fix the thread count; ``MEDSR_HOST_TUNING=0`` leaves both settings alone.
+``MEDSR_THREADS=<n>`` or ``OMP_NUM_THREADS`` fix the thread count; ``MEDSR_HOST_TUNING=0``
+leaves all of it alone.
 """
 
 from __future__ import annotations
@@ -150,8 +153,10 @@ def tune_host(workers: int = 0) -> HostSettings | None:
     elif os.environ.get("OMP_NUM_THREADS"):
         threads, reason = torch.get_num_threads(), "OMP_NUM_THREADS"
     else:
-        busy = busy_elsewhere()
-        threads, reason = choose_threads(cores, busy, workers), "free cores"
+        passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+        busy = 0.0 if passive else busy_elsewhere()
+        reason = "free cores" + ("" if passive else ", spinning OpenMP threads")
+        threads = choose_threads(cores, busy, workers)
     torch.set_num_threads(threads)
     settings = HostSettings(threads, cores, busy, workers, memory_kept, reason)
     log.info(
