@@ -24,7 +24,8 @@ stopped and reported as skipped; the training part gets what the others leave of
 3. ``pytest``: ``pytest -m gpu`` (the CPU-vs-GPU equality tests) and its result line.
 4. ``train``: training iterations per second at the thesis settings (batch 16, HR patch 192;
    ESRGAN 128) for EDSR f256b32, RCAN f64g10b20, RRDBNet f64b23g32, ESRGAN (that RRDBNet +
-   VGG-style discriminator + VGG19 perceptual loss) and SwinIR when its config exists.
+   VGG-style discriminator + VGG19 perceptual loss) and SwinIR-M (``model=swinir``, when that
+   config exists; at batch 16 and HR patch 192 like the others, not the paper's 32 x 256).
    medsr rows are ``medsr.train``'s step (LightningModule from the packaged configs, Lightning
    Trainer with the row's precision, the device-side augmentation and MATLAB-bicubic
    degradation ``medsr.data.degrade.train_batch``, the optimiser step(s)); HR uint8 patches
