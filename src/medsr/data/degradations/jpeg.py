@@ -23,7 +23,6 @@ from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
-from kornia.enhance import jpeg_codec_differentiable
 from torch import Tensor
 
 CODECS = ("baseline", "kornia")
@@ -130,6 +129,8 @@ def jpeg(x: Tensor, quality: Tensor, codec: str = "baseline") -> Tensor:
     q = quality.to(device=x.device, dtype=x.dtype)
     b, c, h, w = x.shape
     if codec == "kornia":
+        from kornia.enhance import jpeg_codec_differentiable  # on use (a quarter second)
+
         if c == 3:
             return jpeg_codec_differentiable(x, q)
         grey = x.reshape(b * c, 1, h, w).expand(-1, 3, -1, -1)

@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from kornia.filters import filter2d, get_gaussian_kernel1d
 from torch import Tensor
 
 from medsr.data.degradations.base import (
@@ -206,6 +205,8 @@ def line_kernels(
 def blur(x: Tensor, kernels: Tensor) -> Tensor:
     """Per-sample blur with :func:`kornia.filters.filter2d`, reflect borders (replicate when the
     image is not larger than the kernel's radius, as after a strong downscale)."""
+    from kornia.filters import filter2d  # on use: the bicubic path never pays Kornia's import
+
     radius = kernels.shape[-1] // 2
     border = "reflect" if min(x.shape[-2:]) > radius else "replicate"
     return filter2d(x, kernels.to(x.dtype), border_type=border)
@@ -243,6 +244,8 @@ def separable_blur(x: Tensor, taps_y: Tensor, taps_x: Tensor) -> Tensor:
 def gaussian_blur(x: Tensor, sigma_yx: Tensor, size: int | None = None) -> Tensor:
     """Gaussian blur with per-sample ``(sigma_y, sigma_x)`` ``(B, 2)`` in pixels; kernels from
     :func:`kornia.filters.get_gaussian_kernel1d`, ``size`` taps (default: 3 sigma each side)."""
+    from kornia.filters import get_gaussian_kernel1d
+
     if size is None:
         size = 2 * math.ceil(3 * float(sigma_yx.max())) + 1
     sigma = sigma_yx.to(device=x.device, dtype=x.dtype)

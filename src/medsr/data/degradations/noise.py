@@ -9,7 +9,6 @@ shared by all channels of that sample. Results are not clipped.
 from __future__ import annotations
 
 import torch
-from kornia.color import rgb_to_grayscale
 from torch import Tensor
 
 
@@ -19,6 +18,8 @@ def _col(t: Tensor, x: Tensor) -> Tensor:
 
 def _gray(x: Tensor) -> Tensor:
     """BT.601 luma of RGB (as BasicSR's ``rgb_to_grayscale``), the channel mean otherwise."""
+    from kornia.color import rgb_to_grayscale  # on use: the bicubic path never imports Kornia
+
     return rgb_to_grayscale(x) if x.shape[1] == 3 else x.mean(dim=1, keepdim=True)
 
 
