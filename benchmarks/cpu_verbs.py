@@ -226,7 +226,7 @@ def main() -> None:
             results = rounds(variants, args.startup_rounds, startup)
             print(f"medsr.evaluate model=bicubic data.sets=[B100] scale=4: seconds from the first import to the first "
                   f"image; {args.startup_rounds} paired rounds:\n")  # fmt: skip
-            table(results, ["first_image", "wall", "user"])
+            table(results, ["first_image", "wall", "user", "sys"])
 
 
 if __name__ == "__main__":
