@@ -2,8 +2,9 @@
 
 Run:  python benchmarks/imresize.py [--repeat 15] [--threads N] [--device cpu|cuda]
 
-Prints milliseconds per call (the minimum over repeats: other processes share the cores)
-and ratios measured in the same run. ``F.interpolate(mode="bicubic", antialias=True)`` is
+Prints milliseconds per call: medians over ``--repeat`` rounds, each round running medsr and
+``F.interpolate`` once (interleaved, so a neighbour's burst on shared cores slows both, not one
+block of runs), and their ratio as the median of per-round ratios. ``F.interpolate(mode="bicubic", antialias=True)`` is
 the speed target (the same Keys a = -0.5 kernel, different borders, not MATLAB's output
 rule); ``per-image loop`` is a BasicSR-style port (one weighted sum per output row and
 column, image by image), the usual way MATLAB's imresize is reproduced in Python.
@@ -13,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import torch
 import torch.nn.functional as F
+from timing import interleaved, median, paired_ratio
 
 from medsr.ops import imresize
 from medsr.ops.imresize import _contributions
@@ -41,16 +42,8 @@ def per_image_loop(x: torch.Tensor, scale: float) -> torch.Tensor:
     return torch.stack(outs)
 
 
-def best_ms(fn, repeat: int, sync) -> float:
-    fn()  # warm-up: weight caches, allocator
-    sync()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * min(times)
+def median_ms(fn, repeat: int, sync) -> float:
+    return 1e3 * median(interleaved({"fn": fn}, repeat, sync)["fn"])
 
 
 def main() -> None:
@@ -76,7 +69,7 @@ def main() -> None:
     ]
     print(
         f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"float32, min of {args.repeat} runs (ms per call)"
+        f"float32, medians of {args.repeat} interleaved rounds (ms per call)"
     )
     header = f"| {'case':<22} | {'medsr':>8} | {'F.interpolate':>13} | {'per-image loop':>14} | {'medsr / F.interp':>16} | {'loop / medsr':>12} |"
     print(header)
@@ -85,23 +78,30 @@ def main() -> None:
     for label, shape, scale in cases:  # the slow loop runs afterwards: it fragments the heap
         x = torch.rand(shape, generator=gen).to(device)
         out_hw = (math.ceil(shape[2] * scale), math.ceil(shape[3] * scale))
-        t_medsr = best_ms(lambda x=x, s=scale: imresize(x, s), args.repeat, sync)
-        t_torch = best_ms(
-            lambda x=x, hw=out_hw: F.interpolate(x, size=hw, mode="bicubic", antialias=True),
+        times = interleaved(
+            {
+                "medsr": lambda x=x, s=scale: imresize(x, s),
+                "torch": lambda x=x, hw=out_hw: F.interpolate(
+                    x, size=hw, mode="bicubic", antialias=True
+                ),
+            },
             args.repeat,
             sync,
         )
-        rows.append((label, x, scale, t_medsr, t_torch))
-    for label, x, scale, t_medsr, t_torch in rows:
+        t_medsr, t_torch = (1e3 * median(times[k]) for k in ("medsr", "torch"))
+        rows.append(
+            (label, x, scale, t_medsr, t_torch, paired_ratio(times["medsr"], times["torch"]))
+        )
+    for label, x, scale, t_medsr, t_torch, ratio in rows:
         if args.no_reference or device.type != "cpu":
             t_loop = math.nan
         else:
-            t_loop = best_ms(
+            t_loop = median_ms(
                 lambda x=x, s=scale: per_image_loop(x, s), max(1, args.repeat // 5), sync
             )
         print(
             f"| {label:<22} | {t_medsr:8.2f} | {t_torch:13.2f} | {t_loop:14.1f} | "
-            f"{t_medsr / t_torch:16.2f} | {t_loop / t_medsr:12.1f} |"
+            f"{ratio:16.2f} | {t_loop / t_medsr:12.1f} |"
         )
 
 
