@@ -15,6 +15,9 @@ import logging
 import math
 from pathlib import Path
 
+import medsr._cli  # noqa: F401  (first: OpenMP's wait policy is read when torch loads)
+
+# isort: split
 import hydra
 import lightning.pytorch as pl
 import torch
