@@ -201,7 +201,7 @@ def test_folder_with_every_image_kind(tmp_path, caplog):
 def test_folder_holds_out_validation_images_when_no_val_dirs(tmp_path, samples_dir):
     dm = FolderDataModule(train_dirs=[str(samples_dir / "train")], n_val=2, scale=2, **FAST)
     dm.setup("fit")
-    held = {r.name for r in dm._eval("val")[0].records}
+    held = {r.name for r in dm.eval_sets("val")[0].records}
     trained = {r.name for r in dm._train_set.records}
     assert len(held) == 2 and len(trained) == 6 and not held & trained
 
@@ -254,7 +254,7 @@ def test_messidor_split_written_reused_and_deterministic(messidor_root, tmp_path
         root=str(messidor_root), split_file=str(split_file), split_seed=7, n_test=1, scale=2, **FAST
     )
     reused.setup("test")
-    assert [r.name for r in reused._eval("test")[0].records] == [
+    assert [r.name for r in reused.eval_sets("test")[0].records] == [
         r["image"].rsplit(".", 1)[0] for r in rows if r["split"] == "test"
     ]
 

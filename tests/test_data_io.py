@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from medsr.data.convert import to_float_tensor, to_uint8
+from medsr.data.decode import FovOptions, load_training_image
 from medsr.data.image_io import (
     UnreadableImageError,
     image_info,
@@ -20,6 +21,7 @@ from medsr.data.image_io import (
     read_image,
     write_image,
 )
+from medsr.data.sources import ImageRecord
 from medsr.errors import DataError
 
 RNG = np.random.default_rng(0)
@@ -229,8 +231,12 @@ def test_truncated_file_gives_one_clear_error(tmp_path, suffix):
     with pytest.raises(UnreadableImageError) as err:
         read_image(bad)
     message = str(err.value)
-    assert str(bad) in message and "data.skip_bad=true" in message
+    # A plain read (predict's) gives no training advice; the DataModules add data.skip_bad.
+    assert str(bad) in message and "re-export" in message and "skip_bad" not in message
     assert "\n" not in message
+    with pytest.raises(UnreadableImageError, match=r"data\.skip_bad=true") as err:
+        load_training_image(ImageRecord(bad, bad.stem), FovOptions())
+    assert str(bad) in str(err.value) and "\n" not in str(err.value)
 
 
 def test_not_an_image_and_missing_file(tmp_path):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from medsr.conf import resolvers as _resolvers  # noqa: F401  (registers the OmegaConf resolvers)
-from medsr.errors import MedsrError
+from medsr.errors import USER_ERROR_EXIT, MedsrError
 
 T = TypeVar("T")
 
@@ -22,7 +22,7 @@ T = TypeVar("T")
 if "torch" not in sys.modules and os.environ.get("MEDSR_HOST_TUNING", "1") != "0":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-USER_ERROR_EXIT = 2
+__all__ = ["USER_ERROR_EXIT", "medsr_error", "quiet_third_party", "run_cli"]
 
 
 def medsr_error(err: BaseException | None) -> MedsrError | None:
@@ -56,9 +56,10 @@ class _DropTips(logging.Filter):
 
 
 def quiet_third_party() -> None:
-    """Drop Lightning's product tips (litlogger / litmodels) and torch's ``LeafSpec`` deprecation
-    raised from inside Lightning's ``_pytree`` helper (idempotent). Real warnings stay: the
-    filters match these exact messages only."""
+    """Drop Lightning's product tips (litlogger / litmodels), torch's ``LeafSpec`` deprecation
+    raised from inside Lightning's ``_pytree`` helper, and three Lightning warnings that are wrong
+    or said better by medsr in its workflow (idempotent). Real warnings stay: the filters match
+    these exact messages only."""
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropTips) for f in logger.filters):
         logger.addFilter(_DropTips())
@@ -66,4 +67,17 @@ def quiet_third_party() -> None:
         "ignore",
         message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
         category=FutureWarning,
+    )
+    # Lightning compares the batches of one epoch with log_every_n_steps; medsr trains by
+    # iterations, logging every n steps across epochs, so the comparison means nothing here.
+    warnings.filterwarnings(
+        "ignore", message=r"The number of training batches \(\d+\) is smaller than the logging"
+    )
+    # medsr.train keeps an earlier metrics.csv (metrics_part<k>.csv) before the CSVLogger starts,
+    # so its "will be deleted" is no longer true; ResumeState says what a mid-epoch resume means.
+    warnings.filterwarnings(
+        "ignore", message=r"Experiment logs directory .* exists and is not empty"
+    )
+    warnings.filterwarnings(
+        "ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended"
     )

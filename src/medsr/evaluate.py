@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from medsr._cli import run_cli
 from medsr.data.datamodules import plain_target
 from medsr.data.degradations import build_degradation
-from medsr.errors import ConfigError
+from medsr.errors import whole_number
 from medsr.evaluation.consistency_report import parse_mode, projection_settings
 from medsr.evaluation.inference import parse_tta, resolve_device
 from medsr.evaluation.methods import build_methods
@@ -33,7 +33,7 @@ from medsr.evaluation.results import (
     write_per_image,
     write_results,
 )
-from medsr.evaluation.scoring import Protocol, score_sets
+from medsr.evaluation.scoring import Protocol, check_image_sizes, score_sets
 from medsr.host import tune_host
 from medsr.ops import check_scale
 
@@ -44,11 +44,11 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[dict]:
     """Run the evaluation described by ``cfg``; write the results into ``out_dir``; return the rows
     (as in ``results.json``)."""
     scale = check_scale(cfg.scale)
-    crop = scale if cfg.get("crop_border") is None else int(cfg.crop_border)
-    if crop < 0:
-        raise ConfigError(
-            f"crop_border={crop} must be >= 0 (null = scale, the literature's convention)"
-        )
+    crop = (
+        scale
+        if cfg.get("crop_border") is None
+        else whole_number("crop_border", cfg.crop_border, minimum=0)
+    )
     device = resolve_device(cfg.get("device"))
     consistency = parse_mode(cfg.get("consistency"))
     projection = projection_settings(consistency, cfg.get("projection"))
@@ -69,6 +69,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[dict]:
         degradation=build_degradation(cfg.get("degradation")),
     )
     datamodule.setup("test")
+    check_image_sizes(datamodule, ["test"], crop, "crop_border")
     figures = None
     if cfg.get("figures"):
         figures = ThesisFigures(
@@ -81,8 +82,8 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> list[dict]:
         )
     protocol = Protocol(
         str(cfg.precision),
-        int(cfg.tile),
-        int(cfg.tile_overlap),
+        whole_number("tile", cfg.tile),
+        whole_number("tile_overlap", cfg.tile_overlap),
         parse_tta(cfg.get("tta")),
         consistency,
         projection,

@@ -10,12 +10,15 @@ that pick the format by suffix work and image listings (which skip dot files) ne
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from medsr.errors import DataError
 
 _UMASK_LOCK = threading.Lock()
 
@@ -71,6 +74,44 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     import torch
 
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def claim_folder(path: str | os.PathLike) -> Path:
+    """Create ``path`` as a new folder, or ``<path>_2``, ``<path>_3``, ... when it is taken.
+
+    ``mkdir`` either creates the folder or fails because it exists, so two processes asking for
+    the same name at the same moment get two folders.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        candidate = path if n == 1 else path.with_name(f"{path.name}_{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")
+
+
+def check_writable(folder: str | os.PathLike, setting: str) -> Path:
+    """Create ``folder`` if needed and write (then remove) a file in it.
+
+    Raises:
+        DataError: the folder cannot be created or written; the message names it and
+            ``setting``, what chooses the folder.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".medsr-write-test-"):
+            pass
+    except OSError as err:
+        raise DataError(
+            f"cannot write to {folder}: {err.strerror or err}; choose a folder you can write to "
+            f"({setting})"
+        ) from None
+    return folder
 
 
 def _fsync(path: Path) -> None:

@@ -25,6 +25,7 @@ from medsr.ops.color import rgb_to_y
 __all__ = ["PSNRY", "SSIMY", "psnr_y", "ssim_y"]  # noqa: F822 (PSNRY, SSIMY: module __getattr__)
 
 _SSIM_WINDOW, _SSIM_SIGMA = 11, 1.5
+SSIM_WINDOW = _SSIM_WINDOW  # the smallest image side (after the crop border) SSIM can score
 _C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import tempfile
 from pathlib import Path
 
 import hydra
@@ -29,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from medsr._cli import run_cli
 from medsr.data.image_io import IMAGE_EXTENSIONS, list_images, read_image, write_image
-from medsr.errors import ConfigError, DataError, MedsrError
+from medsr.errors import ConfigError, DataError, MedsrError, whole_number
 from medsr.evaluation.backends import load_for_backend
 from medsr.evaluation.consistency_report import (
     PredictChecks,
@@ -38,7 +37,9 @@ from medsr.evaluation.consistency_report import (
     projection_settings,
 )
 from medsr.evaluation.inference import Upscaler, parse_tta, upscale_array
+from medsr.files import atomic_write_text
 from medsr.host import tune_host
+from medsr.ops import check_scale
 
 log = logging.getLogger("medsr.predict")  # not __name__, which is "__main__" under python -m
 
@@ -53,8 +54,12 @@ FORMATS = {
 }
 
 
-def _inputs(path: str, recursive: bool) -> tuple[Path, list[Path]]:
-    """(folder the outputs mirror, image files)."""
+OUTPUT_MARK = ".medsr-predict-output"  # marks a folder of results: never read back as input
+
+
+def _inputs(path: str, recursive: bool, out_dir: Path) -> tuple[Path, list[Path]]:
+    """(folder the outputs mirror, image files). Results of this and earlier runs (the output
+    folder, and any folder marked as predict's output) are not inputs."""
     p = Path(path).expanduser()
     if p.is_file():
         if p.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -63,14 +68,31 @@ def _inputs(path: str, recursive: bool) -> tuple[Path, list[Path]]:
         return p.parent, [p]
     if not p.exists():
         raise DataError(f"input={p} does not exist; give an image file or a folder of images")
-    return p, list_images(p, recursive=recursive, key="input")
+    if out_dir.resolve() == p.resolve():
+        raise ConfigError(
+            f"output={out_dir} is the input folder: the results would overwrite the inputs or be "
+            "read as inputs by the next run; choose another output folder"
+        )
+    files = list_images(p, recursive=recursive, key="input")
+    if not recursive:
+        return p, files
+    outputs = {out_dir.resolve()} | {m.parent.resolve() for m in p.rglob(OUTPUT_MARK)}
+    kept = [f for f in files if not any(f.resolve().is_relative_to(o) for o in outputs)]
+    if len(kept) < len(files):
+        log.info(
+            "input: left out %d earlier result(s) in output folders inside %s",
+            len(files) - len(kept),
+            p,
+        )
+    if not kept:
+        raise DataError(f"input={p} holds no image besides earlier results of medsr.predict")
+    return p, kept
 
 
 def _check_writable(folder: Path) -> None:
+    """Create the output folder and mark it as results (the mark is the write test)."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".medsr-write-test-"):
-            pass
+        atomic_write_text(folder / OUTPUT_MARK, "Results of medsr.predict: never read as input.\n")
     except OSError as err:
         raise DataError(
             f"cannot write to output={folder}: {err.strerror or err}; choose a folder you can write to"
@@ -108,8 +130,12 @@ def predict(cfg: DictConfig) -> list[tuple[Path, str]]:
         raise ConfigError(
             "give the images and where to write them: input=<file or folder> output=<folder>"
         )
-    root, files = _inputs(str(cfg.input), bool(cfg.get("recursive", False)))
+    tile = whole_number("tile", cfg.tile)
+    overlap = whole_number("tile_overlap", cfg.tile_overlap)
+    if cfg.get("scale") is not None:
+        check_scale(cfg.scale)
     out_dir = Path(str(cfg.output)).expanduser()
+    root, files = _inputs(str(cfg.input), bool(cfg.get("recursive", False)), out_dir)
     tta, mode = parse_tta(cfg.get("tta")), parse_mode(cfg.get("consistency"))
     maps = parse_uncertainty_maps(cfg.get("uncertainty_maps"), tta)
     checks = PredictChecks(mode, bool(cfg.get("consistency_maps")), maps)
@@ -131,8 +157,8 @@ def predict(cfg: DictConfig) -> list[tuple[Path, str]]:
         device=device,
         precision=str(cfg.get("precision", "auto")),
         tta=tta,
-        tile=int(cfg.tile),
-        tile_overlap=int(cfg.tile_overlap),
+        tile=tile,
+        tile_overlap=overlap,
         projection=projection_settings(checks.mode, cfg.get("projection")),
         spread=checks.mode != "false" or maps != "false",  # tta_std, uncertainty maps
     )
@@ -142,11 +168,11 @@ def predict(cfg: DictConfig) -> list[tuple[Path, str]]:
         scale,
         device,
         upscaler.amp or "float32",
-        cfg.tile or "whole image",
-        cfg.tile_overlap,
+        tile or "whole image",
+        overlap,
         upscaler.radius,
         "tiles equal the untiled result"
-        if 2 * upscaler.stitch_radius <= cfg.tile_overlap
+        if 2 * upscaler.stitch_radius <= overlap
         else "tile overlaps are cross-faded",
     )
     failed: list[tuple[Path, str]] = []

@@ -25,14 +25,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from medsr._cli import USER_ERROR_EXIT, medsr_error, quiet_third_party
 from medsr.data.degradations import build_degradation
+from medsr.errors import ConfigError
 from medsr.evaluation.inference import Upscaler
 from medsr.evaluation.report import BICUBIC, ComparisonFigure, summary_line
 from medsr.evaluation.results import log_results, write_results
-from medsr.evaluation.scoring import Method, Protocol, score_sets, weighted_mean
+from medsr.evaluation.scoring import Method, Protocol, check_image_sizes, score_sets, weighted_mean
 from medsr.models import build_model, load_pretrained
 from medsr.models.weights import export_discriminator, export_generator
 from medsr.ops import check_scale
@@ -47,7 +48,8 @@ from medsr.training.factory import (
     instantiate_group,
     strategy_for,
 )
-from medsr.training.resume import resume_checkpoint
+from medsr.training.preflight import check_folders, check_settings
+from medsr.training.resume import check_resumable, keep_earlier_metrics, resume_checkpoint
 from medsr.training.sweep import write_job_result
 
 log = logging.getLogger("medsr.train")  # not __name__, which is "__main__" under python -m
@@ -63,7 +65,9 @@ def train(cfg: DictConfig, out_dir: Path | None = None) -> float:
     quiet_third_party()
     check_scale(cfg.scale)
     select = checkpoint_selection(cfg)
+    check_settings(cfg)
     out_dir = Path(out_dir) if out_dir is not None else Path(HydraConfig.get().runtime.output_dir)
+    check_folders(cfg, out_dir)  # now, not at the first checkpoint hours in
     ckpt_path = resume_checkpoint(
         cfg.get("resume"), cfg.get("ckpt_path"), out_dir, cfg.task_name, cfg.run_name
     )
@@ -73,10 +77,20 @@ def train(cfg: DictConfig, out_dir: Path | None = None) -> float:
     net = build_network(
         cfg, init=ckpt_path is None
     )  # a resumed run takes its weights from the checkpoint
+    # Then the data (data.root is the first thing a new user is asked for), then the rest.
     # Augmentation and degradation draw from generators seeded by the run's seed and the batch.
     degradation = build_degradation(cfg.get("degradation"))
     datamodule = instantiate(cfg.data, degradation=degradation, train_seed=cfg.seed)
+    datamodule.setup("fit")
+    stages = ("val", "test") if cfg.get("test_after_fit", True) else ("val",)
+    check_image_sizes(datamodule, stages, _crop(cfg), "model.lit.crop_border")
     module = build_module(cfg, net, init=ckpt_path is None)
+    keep_earlier_metrics(out_dir)  # Lightning's CSVLogger would delete an earlier metrics.csv
+    if ckpt_path is not None:
+        built = (
+            f"{cfg.model.arch} x{cfg.scale} {OmegaConf.to_container(cfg.model.net, resolve=True)}"
+        )
+        check_resumable(module, ckpt_path, "ckpt_path" if cfg.get("ckpt_path") else "resume", built)
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
@@ -90,6 +104,14 @@ def train(cfg: DictConfig, out_dir: Path | None = None) -> float:
         if cfg.get("compile"):
             compile_networks(module)
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        if trainer.global_step == 0:  # e.g. trainer.limit_train_batches=0 or max_time reached
+            raise ConfigError(
+                "training ended before its first optimiser step, so nothing is exported or "
+                f"tested (trainer.max_steps={cfg.trainer.max_steps}, max_epochs="
+                f"{cfg.trainer.get('max_epochs')}, limit_train_batches="
+                f"{cfg.trainer.get('limit_train_batches', 1.0)}, max_time="
+                f"{cfg.trainer.get('max_time')}); let it train at least one step"
+            )
         metric = trainer.callback_metrics.get(cfg.get("optimized_metric", "val/psnr_y_best"))
         chosen = chosen_checkpoint(trainer, select)
         if chosen and trainer.is_global_zero:
@@ -122,8 +144,7 @@ def test_after_fit(
         Method(method, Upscaler(net, cfg.scale, device=device, precision="32")),
         Method(BICUBIC, Upscaler(build_model("bicubic", cfg.scale), cfg.scale, device=device)),
     ]
-    crop = cfg.model.lit.get("crop_border")
-    crop = cfg.scale if crop is None else int(crop)
+    crop = _crop(cfg)
     figure = (
         ComparisonFigure(method, out_dir / "comparison.png")
         if cfg.get("comparison_figure", True)
@@ -143,6 +164,11 @@ def test_after_fit(
     print(summary_line(cfg.task_name, method, cfg.scale, scores.rows), flush=True)
     if figure is not None and figure.written:
         log.info("comparison figure: %s", figure.written)
+
+
+def _crop(cfg: DictConfig) -> int:
+    crop = cfg.model.lit.get("crop_border")
+    return cfg.scale if crop is None else int(crop)
 
 
 def _run_name(cfg: DictConfig) -> str:

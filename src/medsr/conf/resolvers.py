@@ -4,7 +4,6 @@ Registered on import; every command verb imports this module before composing.""
 
 from __future__ import annotations
 
-import os
 from importlib import resources
 from pathlib import Path
 
@@ -42,16 +41,11 @@ def auto_precision() -> str:
 
 
 def wandb_offline() -> bool:
-    """Offline unless the user set WANDB_MODE or has credentials (API key or netrc entry)."""
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"] in ("offline", "dryrun", "disabled")
-    if os.environ.get("WANDB_API_KEY"):
-        return False
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    try:
-        return "api.wandb.ai" not in netrc.read_text()
-    except OSError:
-        return True
+    """Offline unless the user set WANDB_MODE or has credentials; online without an API key is
+    an error, an unreachable server a warning and offline (``medsr.training.wandb_mode``)."""
+    from medsr.training.wandb_mode import wandb_offline as decide
+
+    return decide()
 
 
 def wandb_group(default: str) -> str:

@@ -9,11 +9,13 @@ interrupted build never leaves a half cache behind.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
 import os
 import shutil
+import socket
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import numpy as np
 from medsr.data.decode import load_training_image
 from medsr.data.image_io import UnreadableImageError, image_info
 from medsr.errors import DataError, warn_files
+from medsr.files import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +146,8 @@ class ImageCache:
                 h = w = 0
             sizes.append(h * w * (4 if fov.enabled else 3))
         need = sum(sizes)
-        folder.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(folder.parent, "data.cache_dir=<folder> or data.cache=false")
+        _remove_stale(folder)
         free = shutil.disk_usage(folder.parent).free
         if need * 1.02 > free:
             raise DataError(
@@ -156,7 +160,7 @@ class ImageCache:
             need / 2**30,
             folder,
         )
-        tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+        tmp = folder.with_name(f".{folder.name}.{socket.gethostname()}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         jobs = [(i, r, fov) for i, r in enumerate(records)]
@@ -184,6 +188,27 @@ class ImageCache:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         warn_files("data cache: skipped unreadable images", bad)
+
+
+def _remove_stale(folder: Path) -> None:
+    """Remove half-built copies of ``folder`` left by killed runs on this host (their process
+    is gone); builds of live processes and of other hosts sharing the folder stay."""
+    host = socket.gethostname()
+    for tmp in folder.parent.glob(f".{glob.escape(folder.name)}.{glob.escape(host)}.*.tmp"):
+        pid = tmp.name[: -len(".tmp")].rsplit(".", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            log.info("data cache: removing %s, left by a run that was stopped", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _append_all(results, records: list, fi, fm, skip_bad: bool) -> tuple[list[dict], list[Path]]:

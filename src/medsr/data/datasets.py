@@ -16,9 +16,9 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from medsr.data.cache import ImageCache
 from medsr.data.convert import as_uint8, chw_tensor, drop_alpha
-from medsr.data.decode import NO_FOV, FovOptions, load_training_image, too_small
+from medsr.data.decode import NO_FOV, FovOptions, load_training_image, skippable, too_small
 from medsr.data.fov import fov_mask, load_mask
-from medsr.data.image_io import read_image
+from medsr.data.image_io import UnreadableImageError, read_image
 from medsr.data.patches import PatchGeometry, crop_with_margin, draw_positioned, patch_position
 from medsr.data.sources import EvalSet, ImageRecord
 from medsr.errors import DataError
@@ -218,7 +218,7 @@ class _WorkerState:
 class EvalDataset(Dataset):
     """Whole images of one evaluation set, mod-cropped to the scale, native channels and bit depth.
 
-    Items: ``{"hr": (C, H, W) uint8/uint16, "name": str, "dataset": str}`` plus ``"lr"``
+    Items: ``{"hr": (C, H, W) uint8/uint16, "name": str, "dataset": str, "path": str}`` plus ``"lr"``
     (``(C, H/s, W/s)``) when the set ships LR files and ``"mask"`` (bool ``(1, H, W)``) for
     fundus sets. C = 1 for single-channel images, 3 otherwise (alpha dropped).
 
@@ -239,14 +239,22 @@ class EvalDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         record = self.set.records[index]
         s = self.scale
-        image = drop_alpha(read_image(record.path))
+        try:
+            image = drop_alpha(read_image(record.path))
+        except UnreadableImageError as err:
+            raise skippable(err) from None
         h, w = image.shape[:2]
         if h < s or w < s:
             raise DataError(
                 f"image {record.path} ({w}x{h}) is smaller than the scale {s}; remove it."
             )
         hr = image[: h - h % s, : w - w % s]
-        item = {"hr": chw_tensor(hr), "name": record.name, "dataset": self.set.name}
+        item = {
+            "hr": chw_tensor(hr),
+            "name": record.name,
+            "dataset": self.set.name,
+            "path": str(record.path),  # named in errors about this image
+        }
         if record.lr_path is not None:
             item["lr"] = chw_tensor(self._lr(record, hr))
         if self.set.fov:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from medsr.data.convert import as_uint8, to_rgb
 from medsr.data.fov import fov_mask, load_mask
-from medsr.data.image_io import read_image
+from medsr.data.image_io import UnreadableImageError, read_image
 from medsr.data.sources import ImageRecord
 from medsr.errors import DataError
 
@@ -23,6 +24,25 @@ class FovOptions:
     max_tries: int = 50
 
 
+COMPUTED_MASKS = "computed"  # data.mask_dir=computed: FOV masks from the images themselves
+
+
+def mask_setting(mask_dir: str | None) -> tuple[bool, Path | None]:
+    """``data.mask_dir`` as (compute the masks from the images, mask folder)."""
+    if str(mask_dir) == COMPUTED_MASKS:
+        return True, None
+    return False, Path(mask_dir).expanduser() if mask_dir else None
+
+
+SKIP_BAD = "Or set data.skip_bad=true to skip such files with a warning."
+
+
+def skippable(err: DataError) -> DataError:
+    """``err`` with the ``data.skip_bad`` advice: for the DataModules' reads, where it applies
+    (``medsr.predict`` reports and skips a bad file itself)."""
+    return type(err)(f"{err} {SKIP_BAD}")
+
+
 def too_small(path: object, shape: tuple[int, int], patch_size: int) -> DataError:
     return DataError(
         f"image {path} is {shape[1]}x{shape[0]}, smaller than the {patch_size}x{patch_size} HR patch; "
@@ -35,7 +55,10 @@ def load_training_image(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Decode one training image as ``(H, W, 3)`` uint8 (gray replicated, alpha dropped, 16 -> 8 bit)
     and its FOV mask (``None`` when FOV handling is off)."""
-    image = to_rgb(as_uint8(read_image(record.path)))
+    try:
+        image = to_rgb(as_uint8(read_image(record.path)))
+    except UnreadableImageError as err:
+        raise skippable(err) from None
     mask = None
     if fov.enabled:
         if record.mask_path is not None:

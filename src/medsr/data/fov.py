@@ -138,7 +138,8 @@ def load_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndar
     if shape is not None and mask.shape != tuple(shape):
         raise DataError(
             f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image is {shape[1]}x{shape[0]}; "
-            "give masks of the same size as the images, or set data.mask_dir=null to compute them."
+            "replace it with a mask of the image's size (data.mask_dir=<folder of such masks>), "
+            "or set data.mask_dir=computed to compute the field of view from the images."
         )
     return mask
 

@@ -13,26 +13,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from medsr.data.pixel_limit import check_limit, impossible_header
 from medsr.data.png16 import png_bit_depth, read_png16_color, write_png16_color
 from medsr.errors import DataError
+from medsr.files import atomic_write
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 _TIFF = frozenset({".tif", ".tiff"})
+# Pillow's guard calls every large image a "decompression bomb"; medsr.data.pixel_limit tells a
+# corrupt header from a large genuine image and names the setting that raises the limit.
+Image.MAX_IMAGE_PIXELS = None
 
 
 class UnreadableImageError(DataError):
-    """An image file that cannot be decoded (corrupt, truncated, or not an image).
-
-    A DataLoader worker re-raises an exception in the main process as
-    ``type(e)("Caught ... Original Traceback ... <Name>: <message>")``; the constructor keeps
-    only the original message so users see one clear line, not a worker traceback.
-    """
-
-    def __init__(self, message: str) -> None:
-        marker = f"{type(self).__name__}: "
-        if "Original Traceback" in message and marker in message:
-            message = message.rsplit(marker, 1)[1].strip()
-        super().__init__(message)
+    """An image file that cannot be decoded (corrupt, truncated, or not an image)."""
 
 
 # What Pillow raises for corrupt, truncated or hostile files.
@@ -48,9 +42,24 @@ _DECODE_ERRORS = (
 def _unreadable(path: Path, reason: object) -> UnreadableImageError:
     return UnreadableImageError(
         f"cannot read image {path}: {reason}. The file is corrupt, truncated or not an image: "
-        "re-download or re-export it, remove it, or set data.skip_bad=true to skip such files "
-        "with a warning."
+        "re-download or re-export it, or remove it."
     )
+
+
+def _checked_open(path: Path) -> Image.Image:
+    """``Image.open`` (header only), refusing impossible headers and images above the limit."""
+    im = Image.open(path)
+    w, h = im.size
+    reason = impossible_header(path, w, h, im.format)
+    if reason is not None:
+        im.close()
+        raise _unreadable(path, reason)
+    try:
+        check_limit(path, w, h)
+    except DataError:
+        im.close()
+        raise
+    return im
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -75,7 +84,7 @@ def read_image(path: str | Path) -> np.ndarray:
         except Exception:  # noqa: BLE001 - e.g. a compression tifffile cannot decode: try Pillow
             pass
     try:
-        with Image.open(path) as im:
+        with _checked_open(path) as im:
             if im.format == "PNG" and im.mode in ("RGB", "RGBA") and png_bit_depth(path) == 16:
                 return read_png16_color(path)
             im = ImageOps.exif_transpose(im)
@@ -123,8 +132,10 @@ def _read_tiff(path: Path) -> np.ndarray:
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        a = series.asarray()
         axes = series.axes
+        if "Y" in axes and "X" in axes:
+            check_limit(path, series.shape[axes.index("X")], series.shape[axes.index("Y")])
+        a = series.asarray()
     # Keep the first plane of any extra axes (pages, time, z) and put samples last.
     for ax in list(axes):
         if ax not in "YXS":
@@ -165,11 +176,14 @@ def image_info(path: str | Path) -> tuple[int, int, int, int]:
                 page = tif.pages[0]
                 c = page.samplesperpixel
                 c = 4 if c == 2 else c
-                return page.imagelength, page.imagewidth, c, page.bitspersample
+                info = page.imagelength, page.imagewidth, c, page.bitspersample
         except Exception:  # noqa: BLE001 - Pillow may still read it
             pass
+        else:
+            check_limit(path, info[1], info[0])
+            return info
     try:
-        with Image.open(path) as im:
+        with _checked_open(path) as im:
             w, h = im.size
             # Pillow's PNG getexif() decodes the whole image to look for a trailing eXIf chunk;
             # only an eXIf before the pixels (already parsed) is consulted here.
@@ -205,7 +219,8 @@ def write_image(path: str | Path, array: np.ndarray, quality: int = 95) -> Path:
 
     Args:
         path: ``.png`` (8/16-bit, 1/3/4 channels), ``.tif``/``.tiff`` (8/16-bit), ``.jpg``/``.jpeg``
-            (8-bit gray/RGB only), ``.bmp`` (8-bit). Parent folders are created.
+            (8-bit gray/RGB only), ``.bmp`` (8-bit). Parent folders are created. Written to a
+            temporary name in the same folder and renamed: a kill never leaves a partial file.
         array: the image; C in {1, 3, 4}.
         quality: JPEG quality.
     """
@@ -219,7 +234,19 @@ def write_image(path: str | Path, array: np.ndarray, quality: int = 95) -> Path:
             f"got shape {a.shape} and dtype {a.dtype}."
         )
     suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix in (".jpg", ".jpeg") and (a.dtype != np.uint8 or a.shape[-1] == 4):
+        raise DataError(
+            f"cannot write {path}: JPEG holds 8-bit gray or RGB only; use .png or .tif."
+        )
+    if suffix not in _TIFF | {".jpg", ".jpeg", ".png", ".bmp"}:
+        raise DataError(f"cannot write {path}: unknown image suffix; use .png, .tif, .jpg or .bmp.")
+    if suffix == ".bmp" and a.dtype == np.uint16:
+        raise DataError(f"cannot write {path}: BMP holds 8-bit images only; use .png or .tif.")
+    # A temporary name in the same folder, renamed when complete: never a truncated image.
+    return atomic_write(path, lambda tmp: _encode(tmp, a, suffix, quality))
+
+
+def _encode(path: Path, a: np.ndarray, suffix: str, quality: int) -> None:
     if suffix in _TIFF:
         import tifffile
 
@@ -229,26 +256,14 @@ def write_image(path: str | Path, array: np.ndarray, quality: int = 95) -> Path:
             photometric="minisblack" if a.shape[-1] == 1 else "rgb",
             compression="zlib",
         )
-        return path
-    if suffix in (".jpg", ".jpeg"):
-        if a.dtype != np.uint8 or a.shape[-1] == 4:
-            raise DataError(
-                f"cannot write {path}: JPEG holds 8-bit gray or RGB only; use .png or .tif."
-            )
+    elif suffix in (".jpg", ".jpeg"):
         Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(path, quality=quality)
-        return path
-    if suffix not in (".png", ".bmp"):
-        raise DataError(f"cannot write {path}: unknown image suffix; use .png, .tif, .jpg or .bmp.")
-    if a.dtype == np.uint16:
-        if suffix == ".bmp":
-            raise DataError(f"cannot write {path}: BMP holds 8-bit images only; use .png or .tif.")
-        if a.shape[-1] == 1:
-            Image.fromarray(a[..., 0]).save(path)  # mode I;16
-        else:
-            write_png16_color(path, a)
-        return path
-    Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(path)
-    return path
+    elif a.dtype == np.uint16 and a.shape[-1] == 1:
+        Image.fromarray(a[..., 0]).save(path)  # mode I;16
+    elif a.dtype == np.uint16:
+        write_png16_color(path, a)
+    else:
+        Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(path)
 
 
 # -- listing ---------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def attach_masks(records: list[ImageRecord], mask_dir: Path) -> list[ImageRecord
         if mask is None:
             raise DataError(
                 f"no mask for {r.path} in {mask_dir} (looked for {r.path.stem}_mask.* and {r.path.stem}.*); "
-                "add it, or set data.mask_dir=null to compute the field of view from the image."
+                "add it, or set data.mask_dir=computed to compute the field of view from the images."
             )
         out.append(ImageRecord(r.path, r.name, mask, r.lr_path))
     return out
@@ -190,7 +190,11 @@ def messidor_images_dir(root: Path) -> Path:
 
 # -- benchmark sets --------------------------------------------------------------------------
 def benchmark_sets(
-    root: Path, sets: list[str] | None, scale: int, fov_sets: list[str] = ()
+    root: Path,
+    sets: list[str] | None,
+    scale: int,
+    fov_sets: list[str] = (),
+    mask_files: bool = True,
 ) -> list[EvalSet]:
     """Evaluation sets ``<root>/<Set>/HR/*`` with LR from ``<root>/<Set>/LR_bicubic/X<s>/`` when present.
 
@@ -200,7 +204,7 @@ def benchmark_sets(
             literature's sets first (Set5, Set14, B100, BSDS200, Urban100, Manga109).
         scale: selects ``LR_bicubic/X<scale>``.
         fov_sets: names of fundus sets: evaluated inside the field of view too (``<Set>/mask/``
-            when present, else computed).
+            when present and ``mask_files``, else computed).
     """
     hint = f"Expected <root>/<Set>/HR/*.png; the EDSR benchmark package is at {BENCHMARK_URL}."
     if not root.is_dir():
@@ -224,7 +228,7 @@ def benchmark_sets(
         hr_dir = set_dir / "HR" if (set_dir / "HR").is_dir() else set_dir
         files = list_images(hr_dir, key="data.root", hint=hint)
         fov = str(name) in set(map(str, fov_sets))
-        mask_dir = set_dir / "mask" if fov and (set_dir / "mask").is_dir() else None
+        mask_dir = set_dir / "mask" if fov and mask_files and (set_dir / "mask").is_dir() else None
         records = records_from(files, hr_dir, mask_dir)
         lr_dir = set_dir / "LR_bicubic" / f"X{scale}"
         if lr_dir.is_dir():

@@ -10,6 +10,7 @@ output into ``<output>/consistency.csv`` and, on request, heat maps beside each 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from medsr.evaluation.consistency import (
     residual_summary,
 )
 from medsr.evaluation.heatmaps import heat_map, overlay
+from medsr.files import atomic_write, atomic_write_text
 
 MODES = ("false", "true", "project")  # the ``consistency=`` setting
 UNCERTAINTY_MAPS = ("false", "true", "overlay")
@@ -143,15 +145,15 @@ class PredictChecks:
             scores, residual = check_arrays(image, result, scale)
             row.update(bits=8 if image.dtype == np.uint8 else 16, consistency=self.mode, **scores)
             if self.residual_maps:
-                heat_map(residual, size=result.shape[:2]).save(map_path(output, "residual"))
+                _save_png(heat_map(residual, size=result.shape[:2]), map_path(output, "residual"))
         if spread is not None:
             row["tta_std"] = float(spread.mean(dtype=np.float64))
             if self.uncertainty_maps == "true":
-                heat_map(spread).save(map_path(output, "uncertainty"))
+                _save_png(heat_map(spread), map_path(output, "uncertainty"))
             elif self.uncertainty_maps == "overlay":
                 shown = torch.from_numpy(drop_alpha(result).astype(np.float32)).permute(2, 0, 1)
                 shown /= float(np.iinfo(result.dtype).max)
-                overlay(shown, spread).save(map_path(output, "uncertainty"))
+                _save_png(overlay(shown, spread), map_path(output, "uncertainty"))
         self.rows.append(row)
 
     def write(self, folder: Path) -> Path | None:
@@ -160,8 +162,13 @@ class PredictChecks:
             return None
         path = folder / "consistency.csv"
         fields = [f for f in CSV_FIELDS if any(f in r for r in self.rows)]
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(self.rows)
-        return path
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return atomic_write_text(path, text.getvalue())
+
+
+def _save_png(picture, path: Path) -> None:
+    """A map written whole or not at all (temporary name in the same folder, then renamed)."""
+    atomic_write(path, lambda tmp: picture.save(tmp, format="PNG"))

@@ -24,7 +24,7 @@ from medsr.evaluation.consistency import BackProjection, finish_window, projecte
 from medsr.models import build_model, load_pretrained, read_spec
 from medsr.models.interpolation import INTERPOLATION_MODES, Interpolation
 from medsr.models.registry import display_name
-from medsr.ops import imresize
+from medsr.ops import check_scale, imresize
 from medsr.ops.ensemble import self_ensemble_spread
 from medsr.ops.quantize import to_integer
 from medsr.ops.tiling import Sink, receptive_radius, tiled_forward_with_fallback
@@ -69,6 +69,8 @@ def load_network(
     """
     arch = model.get("arch") if model else None
     tag = (model.get("tag") if model else None) or arch
+    if scale is not None:
+        scale = check_scale(scale)  # before any message offers "a x5 checkpoint"
     if arch in INTERPOLATION_MODES:
         if ckpt:
             raise ConfigError(

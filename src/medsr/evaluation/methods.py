@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig
 
 from medsr.conf.compose import model_config
-from medsr.errors import ConfigError
+from medsr.errors import ConfigError, whole_number
 from medsr.evaluation.consistency import BackProjection
 from medsr.evaluation.inference import Upscaler, load_network, parse_tta
 from medsr.evaluation.scoring import Method
@@ -81,8 +81,8 @@ def build_methods(
             device=device,
             precision=str(cfg.precision),
             tta=tta and learned,
-            tile=int(cfg.tile),
-            tile_overlap=int(cfg.tile_overlap),
+            tile=whole_number("tile", cfg.tile),
+            tile_overlap=whole_number("tile_overlap", cfg.tile_overlap),
             projection=projection,
             spread=tta and learned,
         )

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from medsr.data.image_io import image_info
+from medsr.errors import DataError
 from medsr.evaluation.consistency import BackProjection, lr_psnr
 from medsr.evaluation.inference import Upscaler
 from medsr.evaluation.results import ImageScore, ResultRow, protocol_words
-from medsr.metrics import psnr_y, ssim_y
+from medsr.metrics import SSIM_WINDOW, psnr_y, ssim_y
 from medsr.ops import quantize
 
 # (dataset, index in the set, image name, batch on the device (float lr/hr, mask, bits),
@@ -64,6 +66,27 @@ def image_scores(sr: Tensor, hr: Tensor, crop: int, mask: Tensor | None) -> dict
         scores["psnr_fov"] = float(psnr_y(sr, hr, crop, mask=mask)[0])
         scores["ssim_fov"] = float(ssim_y(sr, hr, crop, mask=mask)[0])
     return scores
+
+
+def check_image_sizes(datamodule, stages: Sequence[str], crop: int, key: str) -> None:
+    """Every evaluation image is large enough for SSIM's window once mod-cropped to the scale and
+    stripped of ``crop`` pixels per side (headers only, before any network runs).
+
+    Raises:
+        DataError: naming the first such file, its size and the settings that matter (``key``:
+            the crop setting of the calling command).
+    """
+    scale, need = datamodule.scale, SSIM_WINDOW + 2 * crop
+    for stage in stages:
+        for eval_set in datamodule.eval_sets(stage):
+            for record in eval_set.records:
+                h, w = image_info(record.path)[:2]
+                if min(h - h % scale, w - w % scale) < need:
+                    raise DataError(
+                        f"evaluation image {record.path} is {w}x{h}: too small to score at x{scale} "
+                        f"with {key}={crop} (SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window needs "
+                        f"{need}x{need} before cropping); remove it from the set or lower {key}"
+                    )
 
 
 @torch.no_grad()

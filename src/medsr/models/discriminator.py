@@ -30,8 +30,9 @@ class VGGStyleDiscriminator(nn.Module):
         super().__init__()
         if not isinstance(input_size, int) or input_size < 32 or input_size & (input_size - 1):
             raise ConfigError(
-                f"discriminator input_size={input_size!r} is not supported; use a power of two "
-                ">= 32 (ESRGAN: 128)"
+                f"discriminator input_size={input_size!r} (the HR training patch, data.patch_size) "
+                "is not supported; use a power of two >= 32: data.patch_size=128 (ESRGAN's), 64 "
+                "or 256"
             )
         self.input_size = input_size
         # Stage k: in -> out (3x3, s1), out -> out (4x4, s2); the very first conv has a bias, no BN.

@@ -6,6 +6,7 @@ results in memory) also works with launchers that run jobs elsewhere (submitit /
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -14,6 +15,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from medsr.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +30,7 @@ def write_job_result(out_dir: Path, **fields: Any) -> Path:
     value = fields.get("value")
     if isinstance(value, float) and not math.isfinite(value):
         fields["value"] = None  # JSON has no NaN
-    path = Path(out_dir) / RESULT_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(fields, indent=2) + "\n")
-    return path
+    return atomic_write_text(Path(out_dir) / RESULT_FILE, json.dumps(fields, indent=2) + "\n")
 
 
 def read_job_results(sweep_dir: Path) -> list[dict]:
@@ -50,6 +50,14 @@ def _job_number(name: str) -> tuple[int, str]:
     return (int(head), name) if head.isdigit() else (1 << 30, name)
 
 
+def _csv(rows: list[dict]) -> str:
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
 class SweepSummary(Callback):
     """Hydra callback (``hydra.callbacks``): a table of the sweep's jobs when the multirun ends."""
 
@@ -58,10 +66,7 @@ class SweepSummary(Callback):
         rows = read_job_results(sweep_dir)
         if not rows:
             return
-        with open(sweep_dir / "sweep_summary.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+        atomic_write_text(sweep_dir / "sweep_summary.csv", _csv(rows))
         lines = [f"sweep {sweep_dir}: {len(rows)} jobs"]
         for r in rows:
             if r["status"] == "ok":

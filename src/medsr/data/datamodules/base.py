@@ -9,14 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
 from medsr.data.cache import ImageCache
 from medsr.data.datasets import EvalDataset, PatchDataset
-from medsr.data.decode import FovOptions, too_small
+from medsr.data.decode import FovOptions, mask_setting, skippable, too_small
 from medsr.data.degradations import BicubicDegradation, Degradation
 from medsr.data.degradations.steps import eval_generator, lr_protocol, train_generator
 from medsr.data.degrade import eval_batch, train_batch
@@ -69,7 +68,7 @@ class SRData:
         persistent_workers: keep training workers alive between epochs.
         prefetch_factor: batches prefetched per worker.
         fov: fundus data: patches inside the field of view, FOV masks for evaluation.
-        mask_dir: folder of FOV masks (``<stem>_mask.*`` or ``<stem>.*``); None = computed.
+        mask_dir: FOV masks (``<stem>_mask.*``); None = the set's mask/ or computed; ``computed``.
         fov_min_fraction: least fraction of a training patch inside the FOV (else redrawn).
         fov_threshold: ``fov_mask`` threshold (fraction of full scale; None = automatic).
         split_seed: seed of held-out slices and splits (independent of the training seed, so the
@@ -121,7 +120,7 @@ class SRData:
         self.persistent_workers = persistent_workers
         self.prefetch_factor = prefetch_factor
         self.fov = FovOptions(bool(fov), float(fov_min_fraction), fov_threshold)
-        self.mask_dir = Path(mask_dir).expanduser() if mask_dir else None
+        self.compute_masks, self.mask_dir = mask_setting(mask_dir)
         self.split_seed = split_seed
         self.tag = tag
         self.degradation = degradation if degradation is not None else BicubicDegradation()
@@ -198,7 +197,7 @@ class SRData:
                 check_disjoint(
                     *([r.path for s in self._list_eval(k) for r in s.records] for k in SIDES)
                 )
-            sets = self._eval(eval_stage)
+            sets = self.eval_sets(eval_stage)
             self.eval_set_names = [s.name for s in sets]
             lr_words = lr_protocol(self.degradation)
             bicubic = imresize_protocol(self.degradation)
@@ -255,7 +254,7 @@ class SRData:
             kwargs.update(persistent_workers=persistent, prefetch_factor=self.prefetch_factor)
         return kwargs
 
-    def _eval(self, stage: str) -> list[EvalSet]:
+    def eval_sets(self, stage: str) -> list[EvalSet]:  # "val" or "test", listed once
         if stage not in self._eval_sets:
             sets = self._list_eval(stage)
             if self.skip_bad:
@@ -266,7 +265,7 @@ class SRData:
         return self._eval_sets[stage]
 
     def _eval_loaders(self, stage: str) -> DataLoader | list[DataLoader]:
-        sets = self._eval(stage)
+        sets = self.eval_sets(stage)
         loaders = [
             DataLoader(
                 EvalDataset(s, self.scale, self.fov.threshold),
@@ -302,9 +301,9 @@ class SRData:
         for r in self._list_train():
             try:
                 h, w, c, bits = image_info(r.path)
-            except UnreadableImageError:
+            except UnreadableImageError as err:
                 if not self.skip_bad:
-                    raise
+                    raise skippable(err) from None
                 unreadable.append(r.path)
                 continue
             if min(h, w) < self.patch_size:

@@ -49,7 +49,9 @@ class BenchmarkData(SRData):
         )
 
     def _list_eval(self, stage: str) -> list[EvalSet]:
-        sets = benchmark_sets(self.root, self.sets, self.scale, self.fov_sets)
+        sets = benchmark_sets(
+            self.root, self.sets, self.scale, self.fov_sets, mask_files=not self.compute_masks
+        )
         if not self.report:
             self.report = "benchmark in {}: {}".format(
                 self.root, ", ".join(f"{s.name} ({len(s.records)}, {s.protocol})" for s in sets)

@@ -23,6 +23,7 @@ from medsr.data.splits import (
     seeded_split,
     write_split,
 )
+from medsr.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ class MessidorData(SRData):
             listing its images, as MESSIDOR-2's ``messidor-2.csv``); None = per-image split,
             with a warning.
         run_dir: the run folder, where a new split is recorded when ``split_file`` is None.
-        mask_dir: FOV masks; None = ``<root>/mask/`` when present, else computed per image.
+        mask_dir: FOV masks; None = ``<root>/mask/`` when present, else computed per image;
+            ``"computed"``: always computed.
         **kwargs: the :class:`SRData` options (``fov`` defaults to True here).
     """
 
@@ -94,7 +96,7 @@ class MessidorData(SRData):
         if not any(len(v) > 1 for v in _members(groups).values()):
             warnings.warn(PER_IMAGE_WARNING, stacklevel=2)
         mask_dir = (
-            (self.mask_dir or _find_child(self.root, ("mask", "masks")))
+            (self.mask_dir or (None if self.compute_masks else _find_child(self.root, MASK_DIRS)))
             if self.fov.enabled
             else None
         )
@@ -136,7 +138,13 @@ class MessidorData(SRData):
         else:
             target = self.run_dir / "messidor_split.csv" if self.run_dir else None
         if target is not None:
-            write_split(target, split, images_dir, groups)
+            try:
+                write_split(target, split, images_dir, groups)
+            except OSError as err:
+                raise DataError(
+                    f"cannot write the split file {target}: {err.strerror or err}; set "
+                    "data.split_file=<a path you can write to>"
+                ) from None
         return target
 
     def _list_train(self) -> list[ImageRecord]:
@@ -152,6 +160,9 @@ def _members(groups: dict[Path, str]) -> dict[str, list[Path]]:
     for image, group in groups.items():
         out.setdefault(group, []).append(image)
     return out
+
+
+MASK_DIRS = ("mask", "masks")
 
 
 def _find_child(root: Path, names: tuple[str, ...]) -> Path | None:

@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import warnings
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,26 @@ def load_file(path: Path) -> tuple[Any, dict[str, str] | None]:
             f"the state dict, or medsr.models.save_weights to .safetensors) and use that file."
         ) from None
     except Exception as e:  # torch raises KeyError, RuntimeError, EOFError, ... on damaged files
+        if _truncated_zip(path):
+            raise WeightsError(
+                f"{path}: the file is truncated (its end is missing: an interrupted download, copy "
+                "or save); download or copy it again"
+            ) from None
         raise WeightsError(
             f"{path}: not a PyTorch weights file, or it is truncated ({_first_line(e)})"
         ) from None
+
+
+def _truncated_zip(path: Path) -> bool:
+    """A zip archive (torch.save's format) whose central directory, written last, is missing."""
+    with path.open("rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            return False
+    try:
+        with zipfile.ZipFile(path):
+            return False
+    except zipfile.BadZipFile:
+        return True
 
 
 def _first_line(e: BaseException) -> str:

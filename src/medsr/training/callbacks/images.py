@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from PIL import Image
 
 from medsr.evaluation.figures import comparison_figure, most_detailed_box
+from medsr.files import atomic_write
 from medsr.metrics import psnr_y
 
 
@@ -88,5 +89,9 @@ class ValidationImages(Callback):
         if self.save_dir is not None:
             self.save_dir.mkdir(parents=True, exist_ok=True)
             for name, picture in self._pictures:
-                picture.save(self.save_dir / f"step{step:07d}_{name}.png")
+                atomic_write(
+                    self.save_dir / f"step{step:07d}_{name}.png",
+                    lambda tmp, picture=picture: picture.save(tmp, format="PNG"),
+                    fsync=False,
+                )
         self._pictures = []
