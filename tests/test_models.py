@@ -27,7 +27,7 @@ def n_params(model: nn.Module) -> int:
 
 
 def test_registry_lists_the_architectures_and_baselines():
-    assert list_models() == ["bicubic", "bilinear", "edsr", "nearest", "rcan", "rrdbnet"]
+    assert list_models() == ["bicubic", "bilinear", "edsr", "nearest", "rcan", "rrdbnet", "swinir"]
 
 
 @pytest.mark.parametrize("mode", ["nearest", "bilinear", "bicubic"])

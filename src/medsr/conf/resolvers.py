@@ -71,6 +71,11 @@ def run_tags(run_name: str) -> list[str]:
     return [part for part in str(run_name).split("_") if part]
 
 
+def multiply(a: int, b: int) -> int:
+    """``${mul:64,${scale}}``: an HR patch from an LR patch (SwinIR's presets state the LR one)."""
+    return int(a) * int(b)
+
+
 def run_weights(run_name: str, suffix: str = "") -> str:
     """Exported weights of the newest finished training run ``run_name`` (see ``medsr.training.resume``);
     ``${run_weights:<name>,_net_d}``: its discriminator."""
@@ -99,6 +104,7 @@ def register_resolvers() -> None:
         "run_dir": run_dir,
         "run_weights": run_weights,
         "x2_run_weights": x2_run_weights,
+        "mul": multiply,
     }
     cached = {"x2_run_weights"}  # one answer (and one log line) per config
     for name, fn in resolvers.items():

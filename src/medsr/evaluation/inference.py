@@ -103,7 +103,7 @@ def load_network(
         if not arch or scale is None:
             raise ConfigError(
                 f"{ckpt} carries no network description (official releases do not); "
-                "add model=<edsr_baseline|edsr|rcan|rrdbnet|esrgan> and scale=<2|3|4> (and model.net.* for other sizes)"
+                "add model=<edsr_baseline|edsr|rcan|rrdbnet|esrgan|swinir|swinir_light> and scale=<2|3|4> (and model.net.* for other sizes)"
             )
         net_kwargs = (
             OmegaConf.to_container(model["net"], resolve=True)
@@ -163,8 +163,8 @@ def input_channels(net: nn.Module) -> int | None:
     """Channels the network expects (None: any, as interpolation)."""
     if isinstance(net, Interpolation):
         return None
-    spec = getattr(net, "medsr_spec", None) or {}
-    return int((spec.get("net") or {}).get("num_in_ch", 3))
+    net_kwargs = (getattr(net, "medsr_spec", None) or {}).get("net") or {}
+    return int(net_kwargs.get("num_in_ch", net_kwargs.get("in_chans", 3)))  # in_chans: SwinIR
 
 
 class Upscaler:
@@ -215,6 +215,14 @@ class Upscaler:
         self.radius = receptive_radius(self.net, channels=self.in_channels or 3)
         self.projection, self.spread = projection, spread and tta
         self.stitch_radius = projected_radius(self.radius, projection)  # = radius without one
+        # Tiles start and end on the network's grid (SwinIR: its attention windows).
+        self.align = int(getattr(self.net, "tile_align", 1))
+        if tile and tile_overlap >= tile - 2 * (self.align - 1):
+            raise ConfigError(
+                f"tile={tile} leaves no room for tile_overlap={tile_overlap} once tiles start and "
+                f"end on the network's {self.align}-pixel grid; use tile >= "
+                f"{tile_overlap + 2 * self.align - 1}"
+            )
         self.tile_used = tile  # after out-of-memory fallbacks
         self.last_spread: Tensor | None = None
 
@@ -281,6 +289,7 @@ class Upscaler:
             self.tile,
             self.tile_overlap,
             radius=self.stitch_radius,
+            align=self.align,
             device=self.device,
             sink=sink,
             on_tile=on_tile,

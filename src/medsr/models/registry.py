@@ -66,10 +66,11 @@ def build_model(name: str, scale: int, **kwargs: Any) -> nn.Module:
     """Build a registered super-resolution network.
 
     Args:
-        name: architecture, one of :func:`list_models` (``edsr``, ``rcan``, ``rrdbnet``).
+        name: architecture, one of :func:`list_models` (``edsr``, ``rcan``, ``rrdbnet``, ``swinir``).
         scale: upscaling factor (2, 3 or 4 where the architecture supports it).
         **kwargs: the network's keyword arguments in BasicSR names (``num_feat``, ``num_block``,
-            ``res_scale``, ...), i.e. the config's ``model.net``.
+            ``res_scale``, ...; SwinIR: the official ``embed_dim``, ``depths``, ...), i.e. the
+            config's ``model.net``.
 
     Returns:
         The network, with ``medsr_spec = {"arch", "scale", "net"}`` attached so saved weights

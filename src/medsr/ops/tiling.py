@@ -36,21 +36,43 @@ FADE_FRACTION = 0.5
 _INTERP_RADIUS = {"nearest": 1, "bilinear": 1, "bicubic": 2}  # LR pixels each kernel reads
 
 
-def axis_windows(length: int, tile: int, overlap: int) -> list[Window]:
+def axis_windows(length: int, tile: int, overlap: int, align: int = 1) -> list[Window]:
     """Equal windows of at most ``tile`` covering ``[0, length)``, neighbours sharing >= ``overlap``.
 
     Args:
         length: image size along the axis (LR pixels).
         tile: largest window; 0 or ``tile >= length`` gives one window over the whole axis.
         overlap: least number of pixels two neighbouring windows share.
+        align: windows start on multiples of it counted from 0 and stop on multiples of it
+            counted from ``length`` (a network's ``tile_align``, e.g. SwinIR's attention window:
+            its grid is anchored at the input's origin, and at the far edge once the x8
+            self-ensemble flips it); they then differ in size by less than ``2 * align`` and
+            never exceed ``tile``.
 
     The fewest windows that satisfy the constraints are used, shrunk to the smallest equal
     size and spread evenly, so no compute is spent on a nearly empty last window.
     """
     if tile <= 0 or length <= tile:
         return [(0, length)]
-    if not 0 <= overlap < tile:
-        raise ConfigError(f"tile_overlap={overlap} must be at least 0 and less than tile={tile}")
+    inner = tile - 2 * (align - 1)  # room to move each end onto its grid
+    if not 0 <= overlap < inner:
+        extra = f" once windows end on multiples of {align}" if align > 1 else ""
+        raise ConfigError(
+            f"tile_overlap={overlap} must be at least 0 and less than tile={tile}{extra}; "
+            f"use tile >= {overlap + 2 * align - 1}"
+        )
+    if align > 1:
+        moved = [
+            (a // align * align, length - (length - b) // align * align)
+            for a, b in axis_windows(length, inner, overlap)
+        ]
+        keep: list[Window] = []  # drop windows that moving put inside a neighbour
+        for w in moved:  # starts and stops stay in order, so only equal ends nest
+            while keep and keep[-1][0] >= w[0]:
+                keep.pop()
+            if not keep or w[1] > keep[-1][1]:
+                keep.append(w)
+        return keep
     n = math.ceil((length - overlap) / (tile - overlap))
     size = min(tile, math.ceil((length + (n - 1) * overlap) / n))
     starts = [round(i * (length - size) / (n - 1)) for i in range(n)]
@@ -148,6 +170,7 @@ def tiled_forward(
     overlap: int,
     *,
     radius: float = math.inf,
+    align: int = 1,
     device: torch.device | str | None = None,
     sink: Sink | None = None,
     on_tile: Callable[[int, int], None] | None = None,
@@ -162,6 +185,7 @@ def tiled_forward(
         overlap: LR pixels shared by neighbouring windows.
         radius: receptive radius of ``fn`` (see :func:`receptive_radius`); decides between the
             exact hard cut (``2 * radius <= overlap``) and the cross-fade.
+        align: window starts are multiples of it (see :func:`axis_windows`).
         device: where ``fn`` runs (default: ``x``'s device).
         sink: receives finished output rows as ``sink(first_row, (C', rows, s*W) float32)``;
             without it the whole output is returned as a (1, C', s*H, s*W) float32 tensor.
@@ -174,7 +198,7 @@ def tiled_forward(
         raise ValueError(f"tiled_forward expects one image (1, C, H, W), got {tuple(x.shape)}")
     device = torch.device(device) if device is not None else x.device
     h, w = x.shape[-2:]
-    rows, cols = axis_windows(h, tile, overlap), axis_windows(w, tile, overlap)
+    rows, cols = axis_windows(h, tile, overlap, align), axis_windows(w, tile, overlap, align)
     exact = 2 * radius <= overlap
     wy, wx = _axis_weights(rows, scale, exact), _axis_weights(cols, scale, exact)
     wx = [v.to(device) for v in wx]

@@ -6,7 +6,9 @@ The other releases are renamed key by key (each map below lists the exact rules)
 - EDSR-PyTorch EDSR (``edsr_x4-4f62e9ef.pt``, ...) and the official RCAN (``RCAN_BIX4.pt``,
   same code base): 0-255 range with ``sub_mean``/``add_mean`` 1x1 convs;
 - original ESRGAN (``RRDB_ESRGAN_x4.pth``, ``RRDB_PSNR_x4.pth``), and its older
-  ``architecture.py`` layout (``model.N...``, x4 only).
+  ``architecture.py`` layout (``model.N...``, x4 only);
+- the SwinIR model zoo: medsr's names, plus derived buffers checked and dropped
+  (:mod:`medsr.models.weights.swinir`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import Tensor
 
 from medsr.errors import WeightsError
 from medsr.models.common import DEFAULT_IMG_RANGE
+from medsr.models.weights import swinir as swinir_files
 
 StateDict = dict[str, Tensor]
 
@@ -26,6 +29,7 @@ EDSR_PYTORCH = "EDSR-PyTorch EDSR release (0-255 range, sub_mean/add_mean)"
 RCAN_OFFICIAL = "official RCAN release (EDSR-PyTorch code base, 0-255 range, sub_mean/add_mean)"
 ESRGAN = "original ESRGAN release (RRDBNet_arch.py keys)"
 ESRGAN_OLD = "original ESRGAN release, old architecture.py layout (model.N keys)"
+SWINIR_OFFICIAL = "official SwinIR model-zoo layout (relative_position_index/attn_mask buffers)"
 
 # Which medsr architecture each non-native format holds.
 FORMAT_ARCH = {
@@ -33,6 +37,7 @@ FORMAT_ARCH = {
     RCAN_OFFICIAL: "rcan",
     ESRGAN: "rrdbnet",
     ESRGAN_OLD: "rrdbnet",
+    SWINIR_OFFICIAL: "swinir",
 }
 
 # EDSR-PyTorch trains with args.rgb_range = 255; every released EDSR/RCAN model uses it.
@@ -111,6 +116,8 @@ FORMAT_MAP = {
 def detect_format(state: StateDict) -> str:
     """Name of the key layout of ``state`` (one of the format constants above)."""
     keys = set(state)
+    if swinir_files.has_official_buffers(state):
+        return SWINIR_OFFICIAL
     if any(k.startswith(("sub_mean.", "add_mean.", "head.0.", "tail.")) for k in keys):
         return RCAN_OFFICIAL if any(".conv_du." in k for k in keys) else EDSR_PYTORCH
     if any(k.startswith("RRDB_trunk.") for k in keys):
@@ -123,6 +130,8 @@ def detect_format(state: StateDict) -> str:
 def native_arch(state: StateDict) -> str | None:
     """Architecture a medsr/BasicSR-layout state dict holds, judged by its distinctive keys."""
     keys = set(state)
+    if swinir_files.is_swinir(state):  # before RCAN: both have `.residual_group.`
+        return "swinir"
     if any(".residual_group." in k for k in keys):
         return "rcan"
     if any(".rdb1." in k for k in keys) or "conv_up1.weight" in keys:
@@ -216,6 +225,8 @@ def to_medsr(
     """
     if fmt == NATIVE:
         return dict(state), []
+    if fmt == SWINIR_OFFICIAL:
+        return swinir_files.strip_official_buffers(state, path), []
     if fmt in (EDSR_PYTORCH, RCAN_OFFICIAL):
         state, file_mean = split_mean_shift(state, path)
         if file_mean is not None and model_mean is not None:
@@ -235,6 +246,8 @@ def to_medsr(
 
 def describe(state: StateDict, arch: str | None) -> str:
     """Best-effort summary of the network a medsr-layout state dict holds, e.g. ``x4, num_feat=64``."""
+    if arch == "swinir":
+        return swinir_files.describe(state)
     parts: list[str] = []
     first, last = state.get("conv_first.weight"), state.get("conv_last.weight")
     if first is None or first.dim() != 4:

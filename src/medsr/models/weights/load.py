@@ -38,7 +38,8 @@ def load_pretrained(
 
     Supported: EDSR-PyTorch EDSR and official RCAN releases (0-255 range, ``sub_mean``/``add_mean``,
     legacy serialisation), original ESRGAN (``RRDB_trunk`` keys and the older ``model.N`` x4
-    layout), BasicSR/Real-ESRGAN (``params_ema`` preferred over ``params``), medsr Lightning
+    layout), BasicSR/Real-ESRGAN and the SwinIR model zoo (``params_ema`` preferred over ``params``;
+    SwinIR's derived buffers are checked, then dropped), medsr Lightning
     checkpoints (``net.`` weights) and ``.safetensors``; ``module.`` prefixes are removed.
 
     Args:
