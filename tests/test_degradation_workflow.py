@@ -114,7 +114,7 @@ def test_real_esrgan_presets(preset, tag, steps, lr, scale):
     assert list(lit.scheduler.milestones) == [steps] and cfg.model.ema_decay == 0.999
     assert (cfg.model.arch, dict(cfg.model.net)) == (
         "rrdbnet",
-        {"num_feat": 64, "num_block": 23, "num_grow_ch": 32},
+        {"num_feat": 64, "num_block": 23, "num_grow_ch": 32, "num_in_ch": 3, "num_out_ch": 3},
     )
     if tag == "RealESRGAN":
         assert lit.network_d.type == "UNetDiscriminatorSN" and lit.network_d.skip_connection

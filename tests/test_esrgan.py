@@ -235,7 +235,7 @@ def test_esrgan_preset_is_the_papers_setup():
     assert lit._target_ == "medsr.training.esrgan_module.ESRGANModule"
     assert (cfg.model.arch, dict(cfg.model.net)) == (
         "rrdbnet",
-        {"num_feat": 64, "num_block": 23, "num_grow_ch": 32},
+        {"num_feat": 64, "num_block": 23, "num_grow_ch": 32, "num_in_ch": 3, "num_out_ch": 3},
     )
     assert (lit.optimizer.lr, list(lit.optimizer.betas), dict(lit.optimizer_d)) == (
         1e-4,

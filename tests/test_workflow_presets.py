@@ -37,6 +37,7 @@ TINY = {"num_feat": 16, "num_block": 1, "num_group": 1, "num_grow_ch": 4}
 # Presets beyond the thesis are checked by their own tests (SwinIR: tests/test_swinir_workflow.py).
 BEYOND_THESIS = (
     "quickstart",
+    "quickstart_ct",
     "swinir_df2k",
     "swinir_light_df2k",
     "swinir_messidor",

@@ -209,7 +209,13 @@ def test_wandb_run_holds_scores_losses_lr_pictures_table_and_config(sweep):
     # The resolved config.
     config = run["config"]
     assert config["run_name"] == RUN.format(2) and config["scale"] == 2
-    assert config["model"]["net"] == {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}
+    assert config["model"]["net"] == {
+        "num_feat": 8,
+        "num_block": 1,
+        "num_grow_ch": 4,
+        "num_in_ch": 3,
+        "num_out_ch": 3,
+    }
     assert config["data"]["patch_size"] == 48 and "${" not in json.dumps(config)
 
 

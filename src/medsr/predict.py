@@ -5,7 +5,9 @@ with onnxruntime instead of PyTorch, through the same tiling and 8/16-bit handli
 
 Any size (tiles of ``tile`` LR pixels go to the device one at a time, the image stays in host
 memory), 8/16-bit PNG/TIFF/JPEG, grayscale, RGBA. Writes ``<output>/<stem>.png`` (``format=``
-chooses another; 16-bit inputs give 16-bit outputs). A file that cannot be read or written is
+chooses another; 16-bit inputs give 16-bit outputs). DICOM and NIfTI files keep their format
+by default: ``<stem>.dcm`` (a derived DICOM of the same stored representation) and
+``<stem>.nii(.gz)`` (the affine's in-plane voxel size divided by the scale). A file that cannot be read or written is
 reported and skipped, the others still run; the exit code is then 1 (2 for a configuration
 error, before any image is processed).
 
@@ -28,6 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from medsr._cli import run_cli
 from medsr.data.image_io import IMAGE_EXTENSIONS, list_images, read_image, write_image
+from medsr.data.medical import list_medical, medical_kind
 from medsr.errors import ConfigError, DataError, MedsrError, whole_number
 from medsr.evaluation.backends import load_for_backend
 from medsr.evaluation.consistency_report import (
@@ -37,6 +40,7 @@ from medsr.evaluation.consistency_report import (
     projection_settings,
 )
 from medsr.evaluation.inference import Upscaler, parse_tta, upscale_array
+from medsr.evaluation.volumes import medical_target, upscale_medical
 from medsr.files import atomic_write_text
 from medsr.host import tune_host
 from medsr.ops import check_scale
@@ -45,6 +49,7 @@ log = logging.getLogger("medsr.predict")  # not __name__, which is "__main__" un
 
 MIN_SIDE = 2  # reflection padding (RRDBNet x2) needs two pixels per side
 FORMATS = {
+    "auto": None,  # PNG for images, the input's format for DICOM/NIfTI
     "png": ".png",
     "tif": ".tif",
     "tiff": ".tiff",
@@ -58,12 +63,12 @@ OUTPUT_MARK = ".medsr-predict-output"  # marks a folder of results: never read b
 
 
 def _inputs(path: str, recursive: bool, out_dir: Path) -> tuple[Path, list[Path]]:
-    """(folder the outputs mirror, image files). Results of this and earlier runs (the output
-    folder, and any folder marked as predict's output) are not inputs."""
+    """(folder the outputs mirror, image / DICOM / NIfTI files). Results of this and earlier
+    runs (the output folder, and any folder marked as predict's output) are not inputs."""
     p = Path(path).expanduser()
     if p.is_file():
-        if p.suffix.lower() not in IMAGE_EXTENSIONS:
-            exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+        if p.suffix.lower() not in IMAGE_EXTENSIONS and medical_kind(p) is None:
+            exts = ", ".join(sorted(IMAGE_EXTENSIONS | {".dcm", ".nii", ".nii.gz"}))
             raise DataError(f"input={p} is not an image file ({exts})")
         return p.parent, [p]
     if not p.exists():
@@ -73,7 +78,14 @@ def _inputs(path: str, recursive: bool, out_dir: Path) -> tuple[Path, list[Path]
             f"output={out_dir} is the input folder: the results would overwrite the inputs or be "
             "read as inputs by the next run; choose another output folder"
         )
-    files = list_images(p, recursive=recursive, key="input")
+    medical = list_medical(p, recursive=recursive)
+    try:
+        images = list_images(p, recursive=recursive, key="input")
+    except DataError:
+        if not medical:
+            raise
+        images = []
+    files = sorted(images + medical, key=lambda f: f.relative_to(p).as_posix())
     if not recursive:
         return p, files
     outputs = {out_dir.resolve()} | {m.parent.resolve() for m in p.rglob(OUTPUT_MARK)}
@@ -106,7 +118,10 @@ def _targets(
         raise ConfigError(f"format={fmt!r} is not valid; use one of {', '.join(FORMATS)}")
     targets = []
     for f in files:
-        suffix = FORMATS[fmt] or f.suffix.lower()
+        if medical_kind(f):
+            targets.append(medical_target(f, f.parent.relative_to(root), out_dir, fmt))
+            continue
+        suffix = FORMATS[fmt] or (".png" if fmt == "auto" else f.suffix.lower())
         targets.append(out_dir / f.relative_to(root).with_suffix(suffix))
     seen: dict[Path, Path] = {}
     inputs = {f.resolve() for f in files}
@@ -139,7 +154,7 @@ def predict(cfg: DictConfig) -> list[tuple[Path, str]]:
     tta, mode = parse_tta(cfg.get("tta")), parse_mode(cfg.get("consistency"))
     maps = parse_uncertainty_maps(cfg.get("uncertainty_maps"), tta)
     checks = PredictChecks(mode, bool(cfg.get("consistency_maps")), maps)
-    targets = _targets(root, files, out_dir, str(cfg.get("format", "png")).lower(), checks)
+    targets = _targets(root, files, out_dir, str(cfg.get("format", "auto")).lower(), checks)
     _check_writable(out_dir)
     host = tune_host()
     net, scale, tag, device = load_for_backend(
@@ -175,6 +190,8 @@ def predict(cfg: DictConfig) -> list[tuple[Path, str]]:
         if 2 * upscaler.stitch_radius <= overlap
         else "tile overlaps are cross-faded",
     )
+    method = tag + (f", weights {Path(str(cfg.ckpt)).name}" if cfg.get("ckpt") else "")
+    series_uids: dict[str, str] = {}  # one derived series per source series
     failed: list[tuple[Path, str]] = []
     columns = (
         TextColumn("{task.description}"),
@@ -187,28 +204,35 @@ def predict(cfg: DictConfig) -> list[tuple[Path, str]]:
         tiles = bar.add_task("tiles", total=None)
         for src, dst in zip(files, targets, strict=True):
             bar.update(tiles, description=f"tiles of {src.name}", completed=0, total=None)
+            on_tile = lambda d, t: bar.update(tiles, completed=d, total=t)  # noqa: E731
             try:
-                image = read_image(src)
-                if min(image.shape[:2]) < MIN_SIDE:
-                    raise DataError(
-                        f"{src} is {image.shape[1]}x{image.shape[0]}: too small to upscale (needs {MIN_SIDE} px per side)"
+                if medical_kind(src):  # DICOM/NIfTI out; not part of consistency.csv
+                    axis = int(cfg.get("slice_axis", 2))
+                    upscale_medical(upscaler, src, dst, method, series_uids, axis, on_tile)
+                else:
+                    image = read_image(src)
+                    if min(image.shape[:2]) < MIN_SIDE:
+                        raise DataError(
+                            f"{src} is {image.shape[1]}x{image.shape[0]}: too small to upscale (needs {MIN_SIDE} px per side)"
+                        )
+                    if dst.suffix in (".jpg", ".jpeg") and (
+                        image.dtype == np.uint16 or image.shape[-1] == 4
+                    ):
+                        raise DataError(
+                            f"{src}: JPEG cannot hold a 16-bit or RGBA result; use format=png or format=tif"
+                        )
+                    h, w = image.shape[:2]
+                    spread = (
+                        np.empty((h * scale, w * scale), np.float32) if upscaler.spread else None
                     )
-                if dst.suffix in (".jpg", ".jpeg") and (
-                    image.dtype == np.uint16 or image.shape[-1] == 4
-                ):
-                    raise DataError(
-                        f"{src}: JPEG cannot hold a 16-bit or RGBA result; use format=png or format=tif"
+                    result = upscale_array(
+                        upscaler,
+                        image,
+                        on_tile=on_tile,
+                        spread=spread,
                     )
-                h, w = image.shape[:2]
-                spread = np.empty((h * scale, w * scale), np.float32) if upscaler.spread else None
-                result = upscale_array(
-                    upscaler,
-                    image,
-                    on_tile=lambda d, t: bar.update(tiles, completed=d, total=t),
-                    spread=spread,
-                )
-                write_image(dst, result)
-                checks.add(src.relative_to(root).as_posix(), dst, image, result, scale, spread)
+                    write_image(dst, result)
+                    checks.add(src.relative_to(root).as_posix(), dst, image, result, scale, spread)
             except (MedsrError, OSError) as err:
                 failed.append((src, str(err)))
                 log.error("skipped %s: %s", src, err)

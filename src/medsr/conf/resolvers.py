@@ -16,6 +16,18 @@ def samples_dir(split: str = "") -> str:
     return str(root / split) if split else str(root)
 
 
+def package_data(package: str) -> str:
+    """Folder of the test images a dependency ships in its wheel: ``pydicom`` (CT, MR, NM, ...
+    DICOM files) or ``nibabel`` (NIfTI volumes); found without importing the package."""
+    import importlib.util
+
+    folders = {"pydicom": ("data", "test_files"), "nibabel": ("tests", "data")}
+    spec = importlib.util.find_spec(package) if package in folders else None
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"package_data: {package!r} is not an installed pydicom or nibabel")
+    return str(Path(next(iter(spec.submodule_search_locations)), *folders[package]))
+
+
 def kilo_iterations(steps: int) -> str:
     """300000 -> '300k' (BasicSR run names); small counts stay as they are."""
     steps = int(steps)
@@ -95,6 +107,7 @@ def register_resolvers() -> None:
     """Register medsr's OmegaConf resolvers (idempotent)."""
     resolvers = {
         "samples_dir": samples_dir,
+        "package_data": package_data,
         "kiter": kilo_iterations,
         "degradation_tag": degradation_tag,
         "auto_precision": auto_precision,

@@ -1,7 +1,7 @@
 """Data: image I/O, dataset listings, FOV masks, datasets, device-side degradation, DataModules.
 
 The DataModules (``FolderDataModule``, ``DF2KDataModule``, ``MessidorDataModule``,
-``BenchmarkDataModule``) import Lightning; they are loaded on first use
+``BenchmarkDataModule``, ``MedicalDataModule``) import Lightning; they are loaded on first use
 so that ``medsr.data.image_io`` stays light for scripts that only read and write images.
 """
 
@@ -15,6 +15,11 @@ _LAZY = {
     "DF2KDataModule": "medsr.data.datamodules",
     "MessidorDataModule": "medsr.data.datamodules",
     "BenchmarkDataModule": "medsr.data.datamodules",
+    "MedicalDataModule": "medsr.data.datamodules",
+    "read_dicom": "medsr.data.dicom",
+    "write_dicom": "medsr.data.dicom_writer",
+    "read_nifti": "medsr.data.nifti",
+    "write_nifti": "medsr.data.nifti",
     "read_image": "medsr.data.image_io",
     "write_image": "medsr.data.image_io",
     "list_images": "medsr.data.image_io",

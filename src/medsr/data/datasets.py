@@ -16,7 +16,14 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from medsr.data.cache import ImageCache
 from medsr.data.convert import as_uint8, chw_tensor, drop_alpha
-from medsr.data.decode import NO_FOV, FovOptions, load_training_image, skippable, too_small
+from medsr.data.decode import (
+    NO_FOV,
+    FovOptions,
+    load_training_image,
+    read_record,
+    skippable,
+    too_small,
+)
 from medsr.data.fov import fov_mask, load_mask
 from medsr.data.image_io import UnreadableImageError, read_image
 from medsr.data.patches import PatchGeometry, crop_with_margin, draw_positioned, patch_position
@@ -65,6 +72,8 @@ class PatchDataset(IterableDataset):
         cache: an ``ImageCache`` holding exactly ``records``, in order, or ``None``.
         scale: the patch positions' grid (the upscaling factor).
         margin: LR pixels cut around each patch for the degradation (``patches.LR_MARGIN``).
+        channels: channels of a patch (3; 1 for grey medical slices).
+        dtype: the patches' array type (uint8; uint16/int16 stored values for medical slices).
     """
 
     def __init__(
@@ -80,6 +89,8 @@ class PatchDataset(IterableDataset):
         cache: ImageCache | None = None,
         scale: int = 1,
         margin: int = 0,
+        channels: int = 3,
+        dtype: np.dtype | type = np.uint8,
     ) -> None:
         super().__init__()
         if not records:
@@ -96,6 +107,7 @@ class PatchDataset(IterableDataset):
         self.skip_bad = skip_bad
         self.cache = cache
         self.geometry = PatchGeometry(patch_size, int(scale), int(margin))
+        self.channels, self.dtype = int(channels), np.dtype(dtype)
         self._state: _WorkerState | None = None
 
     def __getstate__(self) -> dict:
@@ -126,9 +138,9 @@ class PatchDataset(IterableDataset):
             self._state = _WorkerState(self, key, base, rank * workers + wid, world * workers)
         state = self._state
         side = self.geometry.shipped
-        shape = (self.batch_size, side, side, 3)
+        shape = (self.batch_size, side, side, self.channels)
         for _ in range(self._batches_per_worker(workers, world)):
-            hwc = torch.empty(shape, dtype=torch.uint8)
+            hwc = torch.from_numpy(np.empty(shape, dtype=self.dtype))
             if info is not None:
                 # Crop straight into the shared memory the DataLoader ships batches in: it would
                 # otherwise copy every batch there (and fault in a private buffer first).
@@ -240,7 +252,7 @@ class EvalDataset(Dataset):
         record = self.set.records[index]
         s = self.scale
         try:
-            image = drop_alpha(read_image(record.path))
+            image = drop_alpha(read_record(record))
         except UnreadableImageError as err:
             raise skippable(err) from None
         h, w = image.shape[:2]

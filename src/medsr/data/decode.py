@@ -9,7 +9,8 @@ import numpy as np
 
 from medsr.data.convert import as_uint8, to_rgb
 from medsr.data.fov import fov_mask, load_mask
-from medsr.data.image_io import UnreadableImageError, read_image
+from medsr.data.image_io import UnreadableImageError, image_info, read_image
+from medsr.data.medical_sources import SliceRecord, read_slice, scan
 from medsr.data.sources import ImageRecord
 from medsr.errors import DataError
 
@@ -50,11 +51,27 @@ def too_small(path: object, shape: tuple[int, int], patch_size: int) -> DataErro
     )
 
 
+def record_size(record: ImageRecord) -> tuple[int, int]:
+    """``(height, width)`` of a record from its header alone (a medical slice: its file's)."""
+    if isinstance(record, SliceRecord):
+        meta = scan(record.path, record.kind, record.axis)
+        return meta.extra["rows"], meta.extra["columns"]
+    return image_info(record.path)[:2]
+
+
+def read_record(record: ImageRecord) -> np.ndarray:
+    """A record's pixels: a medical slice's stored values, else the decoded image file."""
+    return read_slice(record) if isinstance(record, SliceRecord) else read_image(record.path)
+
+
 def load_training_image(
     record: ImageRecord, fov: FovOptions
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Decode one training image as ``(H, W, 3)`` uint8 (gray replicated, alpha dropped, 16 -> 8 bit)
-    and its FOV mask (``None`` when FOV handling is off)."""
+    and its FOV mask (``None`` when FOV handling is off). Medical slices keep their channels
+    and stored values (uint16/int16: no 8-bit rounding)."""
+    if isinstance(record, SliceRecord):
+        return np.ascontiguousarray(read_slice(record)), None
     try:
         image = to_rgb(as_uint8(read_image(record.path)))
     except UnreadableImageError as err:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from medsr.data.medical import StoredRange
 from medsr.ops import imresize, quantize
 
 
@@ -46,7 +47,13 @@ def random_dihedral(x: Tensor, generator: torch.Generator | None = None) -> Tens
         raise ValueError(f"random_dihedral needs square patches, got {tuple(x.shape[-2:])}")
     device = generator.device if generator is not None else "cpu"
     codes = torch.randint(0, 8, (x.shape[0],), device=device, generator=generator).tolist()
-    return torch.stack([dihedral(img, c) for img, c in zip(x, codes, strict=True)])
+    dtype, x = x.dtype, _flippable(x)
+    return torch.stack([dihedral(img, c) for img, c in zip(x, codes, strict=True)]).view(dtype)
+
+
+def _flippable(x: Tensor) -> Tensor:
+    """``x`` as a dtype torch can flip: uint16 (no flip kernel) viewed as int16, the same bits."""
+    return x.view(torch.int16) if x.dtype == torch.uint16 else x
 
 
 def random_dihedral_pair(
@@ -56,8 +63,9 @@ def random_dihedral_pair(
     patch and of its LR."""
     device = generator.device if generator is not None else "cpu"
     codes = torch.randint(0, 8, (hr.shape[0],), device=device, generator=generator).tolist()
+    dtype, hr = hr.dtype, _flippable(hr)
     pairs = [(dihedral(h, c), dihedral(low, c)) for h, low, c in zip(hr, lr, codes, strict=True)]
-    return torch.stack([h for h, _ in pairs]), torch.stack([low for _, low in pairs])
+    return torch.stack([h for h, _ in pairs]).view(dtype), torch.stack([low for _, low in pairs])
 
 
 def to_unit_float(x: Tensor) -> Tensor:
@@ -90,12 +98,25 @@ def crop_margin(x: Tensor, pad: int) -> Tensor:
     return x[..., pad:-pad, pad:-pad] if pad > 0 else x
 
 
+def batch_bits(hr: Tensor, stored: StoredRange | None = None) -> int:
+    """The bit depth a raw HR batch is scored and rounded at: the data set's stored range when
+    given (medical data), else 8 for uint8 and 16 for uint16."""
+    if stored is not None:
+        return stored.bits
+    return 8 if hr.dtype == torch.uint8 else 16
+
+
+def _unit(x: Tensor, stored: StoredRange | None) -> Tensor:
+    return to_unit_float(x) if stored is None else stored.to_unit(x)
+
+
 def train_batch(
     batch: dict,
     scale: int,
     augment: bool,
     generator: torch.Generator | None = None,
     degradation=None,
+    stored: StoredRange | None = None,
 ) -> dict:
     """``{"hr": uint8 (B, C, P', P'), ["margin": m], ["pos"]}`` -> ``{"lr": (B, C, P/s, P/s),
     "hr": (B, C, P, P)}`` floats in [0, 1] (``pos`` passed on).
@@ -112,45 +133,56 @@ def train_batch(
         generator: CPU generator of the augmentation and the degradation (default: global).
         degradation: a ``medsr.data.degradations.Degradation`` (None: MATLAB bicubic); its
             ``target`` makes the HR target (Real-ESRGAN sharpens it) and the LR is made from it.
+        stored: the stored range of medical data (uint16/int16 stored values): HR is
+            normalised by it and LR rounded to its levels (e.g. 1/65535), not to 8 bits.
     """
     raw, margin = batch["hr"], int(batch.get("margin", 0))
+    bits = 8 if stored is None else stored.bits
     if degradation is not None and degradation.random:
         raw = crop_margin(raw, margin * scale)
         if augment:
             raw = random_dihedral(raw, generator)
         # Workers ship channels_last uint8; the float batch is made contiguous (NCHW) here.
-        hr = degradation.target(to_unit_float(raw).contiguous())
-        return {"lr": degradation(hr, scale, generator), "hr": hr}
-    padded = to_unit_float(raw.contiguous())  # NCHW first: the transposing copy moves uint8
-    lr = bicubic_lr(padded, scale) if degradation is None else degradation(padded, scale, generator)
+        hr = degradation.target(_unit(raw, stored).contiguous())
+        return {"lr": degradation(hr, scale, generator, bits=bits), "hr": hr}
+    padded = _unit(raw.contiguous(), stored)  # NCHW first: the transposing copy moves uint8
+    if degradation is None:
+        lr = bicubic_lr(padded, scale, bits)
+    else:
+        lr = degradation(padded, scale, generator, bits=bits)
     raw, lr = crop_margin(raw, margin * scale), crop_margin(lr, margin)
     if augment:  # the HR target is transformed while uint8: a quarter of the bytes
         raw, lr = random_dihedral_pair(raw, lr, generator)
-    out = {"lr": lr.contiguous(), "hr": to_unit_float(raw).contiguous()}
+    out = {"lr": lr.contiguous(), "hr": _unit(raw, stored).contiguous()}
     if "pos" in batch:
         out["pos"] = batch["pos"]
     return out
 
 
 def eval_batch(
-    batch: dict, scale: int, degradation=None, generator: torch.Generator | None = None
+    batch: dict,
+    scale: int,
+    degradation=None,
+    generator: torch.Generator | None = None,
+    stored: StoredRange | None = None,
 ) -> dict:
     """Whole-image batch: HR (and LR files when shipped) to float; LR made by ``bicubic_lr`` otherwise.
 
-    Input ``{"hr": uint8/uint16 (1, C, H, W), "name", "dataset", ["lr"], ["mask"]}``; the output
-    keeps ``name``, ``dataset`` and ``mask`` (bool ``(1, 1, H, W)``). A random ``degradation``
-    (realistic pipelines) makes the LR from the HR with ``generator`` (the image's own seed)
-    and ignores shipped LR files; a bicubic one may round as MATLAB on uint8 (``matlab_uint8``).
+    Input ``{"hr": uint8/uint16/int16 (1, C, H, W), "name", "dataset", ["lr"], ["mask"]}``; the
+    output keeps ``name``, ``dataset`` and ``mask`` (bool ``(1, 1, H, W)``) and adds ``bits``,
+    the HR's bit depth. A random ``degradation`` (realistic pipelines) makes the LR from the HR
+    with ``generator`` (the image's own seed) and ignores shipped LR files. With ``stored``
+    (medical sets) values are normalised by that range.
     """
     out = {k: v for k, v in batch.items() if k not in ("hr", "lr")}
     hr_raw = batch["hr"]
-    hr = to_unit_float(hr_raw)
-    out["hr"] = hr
-    bits = 8 if hr_raw.dtype == torch.uint8 else 16
+    hr = _unit(hr_raw, stored)
+    bits = batch_bits(hr_raw, stored)
+    out["hr"], out["bits"] = hr, bits  # SR is rounded to these levels
     if degradation is not None and degradation.random:
         out["lr"] = degradation(hr, scale, generator, bits=bits)
     elif "lr" in batch:
-        out["lr"] = to_unit_float(batch["lr"])
+        out["lr"] = _unit(batch["lr"], stored)
     else:
         matlab = getattr(degradation, "matlab_uint8", False)
         out["lr"] = bicubic_lr(hr, scale, bits=bits, matlab_uint8=matlab)

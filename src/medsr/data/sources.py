@@ -18,23 +18,18 @@ from medsr.errors import ConfigError, DataError
 DIV2K_URL = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
 FLICKR2K_URL = "https://cv.snu.ac.kr/research/EDSR/Flickr2K.tar"
 MESSIDOR2_URL = "https://www.adcis.net/en/third-party/messidor2/"
-# How LR is made when no LR files come with a set (medsr.data.degrade.bicubic_lr).
-IMRESIZE_PROTOCOL = "LR: MATLAB-bicubic imresize of mod-cropped HR, 8-bit"
-IMRESIZE_UINT8_PROTOCOL = (
-    "LR: MATLAB-bicubic imresize of mod-cropped HR with MATLAB's uint8 intermediate, 8-bit"
-)
 
 
-def imresize_protocol(degradation: object = None) -> str:
+def imresize_protocol(degradation: object = None, bits: int | str = 8) -> str:
     """The protocol words of LR made by ``bicubic_lr`` under ``degradation`` (a bicubic one may
-    use MATLAB's uint8 intermediate: ``degradation.matlab_uint8``)."""
-    return (
-        IMRESIZE_UINT8_PROTOCOL
-        if getattr(degradation, "matlab_uint8", False)
-        else IMRESIZE_PROTOCOL
-    )
+    use MATLAB's uint8 intermediate: ``degradation.matlab_uint8``), rounded to ``bits``."""
+    uint8 = getattr(degradation, "matlab_uint8", False) and str(bits) == "8"
+    how = " with MATLAB's uint8 intermediate" if uint8 else ""
+    return f"LR: MATLAB-bicubic imresize of mod-cropped HR{how}, {bits}-bit"
 
 
+IMRESIZE_PROTOCOL = imresize_protocol()
+IMRESIZE_UINT8_PROTOCOL = imresize_protocol(type("MatlabUint8", (), {"matlab_uint8": True}))
 BENCHMARK_URL = "https://cv.snu.ac.kr/research/EDSR/benchmark.tar (EDSR benchmark package)"
 # Benchmark sets in the order of the SR literature's tables; other folders follow, sorted.
 BENCHMARK_ORDER = ("Set5", "Set14", "B100", "BSDS100", "BSDS200", "Urban100", "Manga109")

@@ -26,7 +26,7 @@ from medsr.models.interpolation import INTERPOLATION_MODES, Interpolation
 from medsr.models.registry import display_name
 from medsr.ops import check_scale, imresize
 from medsr.ops.ensemble import self_ensemble_spread
-from medsr.ops.quantize import to_integer
+from medsr.ops.quantize import levels, to_integer
 from medsr.ops.tiling import Sink, receptive_radius, tiled_forward_with_fallback
 
 log = logging.getLogger(__name__)
@@ -305,6 +305,7 @@ def upscale_array(
     on_tile: Callable[[int, int], None] | None = None,
     out: np.ndarray | None = None,
     spread: np.ndarray | None = None,
+    bits: int | None = None,
 ) -> np.ndarray:
     """(H, W, C) uint8/uint16 array -> (sH, sW, C) array of the same dtype.
 
@@ -317,6 +318,9 @@ def upscale_array(
         on_tile: progress callback ``on_tile(done, total)``.
         out: optional preallocated (sH, sW, C) array of the image's dtype to write into.
         spread: (sH, sW) float32 array for the spread of an Upscaler with ``spread`` on.
+        bits: the levels the values use (None: 8 for uint8, 16 for uint16; 12 for 12-bit
+            scanner data): the network sees ``value / (2**bits - 1)``, the output is rounded
+            to the same levels.
     """
     if image.dtype not in (np.uint8, np.uint16) or image.ndim != 3:
         raise DataError(
@@ -324,14 +328,14 @@ def upscale_array(
         )
     h, w, c = image.shape
     s = upscaler.scale
-    max_value = float(np.iinfo(image.dtype).max)
+    bits = bits or (8 if image.dtype == np.uint8 else 16)
+    max_value = levels(bits)
     if out is None:
         out = np.empty((h * s, w * s, c), dtype=image.dtype)
     elif out.shape != (h * s, w * s, c) or out.dtype != image.dtype:
         raise ValueError(
             f"out must be a {(h * s, w * s, c)} {image.dtype} array, got {out.shape} {out.dtype}"
         )
-    bits = 8 if image.dtype == np.uint8 else 16
 
     def sink(first: int, block: torch.Tensor) -> None:
         rows = slice(first, first + block.shape[1])

@@ -58,6 +58,12 @@ class ComparisonFigure:
             for label, key in (("bicubic", BICUBIC), ("SR", self.method))
         ]
         panels.append(("HR", hr))
+        if batch.get("bits", 8) > 8 and hr.shape[0] == 1:  # scanner data: stretch for display
+            lo, hi = torch.quantile(
+                hr.float().flatten(), torch.tensor([0.005, 0.995], device=hr.device)
+            )
+            span = max(float(hi - lo), 1e-6)
+            panels = [(label, (image - lo) / span) for label, image in panels]
         self.written = save_figure(
             comparison_figure(panels, most_detailed_box(hr, self.crop)), self.path
         )

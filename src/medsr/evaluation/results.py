@@ -103,6 +103,7 @@ def protocol_words(
         f"x{scale}",
         lr_protocol,
         f"SR clamped and rounded to the HR bit depth ({bits} bits) before scoring",
+        *([] if str(bits) == "8" else [f"PSNR peak and SSIM's L: the full {bits}-bit range"]),
         "whole images" if not tile else f"tiles of {tile} LR px with {tile_overlap} px overlap",
         f"precision {precision}",
     ]

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from medsr.data.image_io import image_info
+from medsr.data.decode import record_size
+from medsr.data.degrade import batch_bits
+from medsr.data.sources import IMRESIZE_PROTOCOL, imresize_protocol
 from medsr.errors import DataError
 from medsr.evaluation.consistency import BackProjection, lr_psnr
 from medsr.evaluation.inference import Upscaler
@@ -80,7 +82,7 @@ def check_image_sizes(datamodule, stages: Sequence[str], crop: int, key: str) ->
     for stage in stages:
         for eval_set in datamodule.eval_sets(stage):
             for record in eval_set.records:
-                h, w = image_info(record.path)[:2]
+                h, w = record_size(record)
                 if min(h - h % scale, w - w % scale) < need:
                     raise DataError(
                         f"evaluation image {record.path} is {w}x{h}: too small to score at x{scale} "
@@ -113,6 +115,10 @@ def score_sets(
         on_progress: called after every image (progress bars).
     """
     protocol = protocol or Protocol()
+    check_channels = getattr(datamodule, "check_channels", None)  # medical sets: RGB into grey
+    for method in methods:
+        if check_channels is not None and method.upscaler.in_channels is not None:
+            check_channels(method.upscaler.in_channels)
     names = list(datamodule.eval_set_names)
     loaders = datamodule.test_dataloader()
     loaders = list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
@@ -120,7 +126,7 @@ def score_sets(
     depths: dict[str, set[int]] = defaultdict(set)
     for dataset, loader in zip(names, loaders, strict=True):
         for index, batch in enumerate(loader):
-            bits = 16 if batch["hr"].dtype == torch.uint16 else 8
+            bits = batch_bits(batch["hr"], getattr(datamodule, "stored", None))
             depths[dataset].add(bits)
             batch = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
             batch = datamodule.on_after_batch_transfer(batch, 0)
@@ -146,12 +152,16 @@ def score_sets(
     spread = any(m.upscaler.spread for m in methods)
 
     def words(dataset: str, fov: bool) -> str:
+        bits = "/".join(str(b) for b in sorted(depths[dataset])) or "8"
+        lr = set_protocols.get(dataset, datamodule.protocol)
         return protocol_words(
             scale,
             crop,
-            set_protocols.get(dataset, datamodule.protocol),
+            imresize_protocol(bits=bits)
+            if lr == IMRESIZE_PROTOCOL
+            else lr,  # 16-bit sets: 16-bit LR
             protocol.precision,
-            bits="/".join(str(b) for b in sorted(depths[dataset])) or "8",
+            bits=bits,
             tile=protocol.tile,
             tile_overlap=protocol.tile_overlap,
             tta=protocol.tta,

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from medsr.errors import ConfigError
 from medsr.models import build_model, load_pretrained
 from medsr.models.weights.files import has_raw_and_average
+from medsr.models.weights.grey import init_from_rgb
 from medsr.models.weights.partial import load_init
 from medsr.training.callbacks import EMAWeights, LastCheckpoint
 
@@ -35,7 +36,10 @@ def build_network(cfg: DictConfig, init: bool = True) -> torch.nn.Module:
         cfg.model.arch, cfg.scale, **OmegaConf.to_container(cfg.model.net, resolve=True)
     )
     source = cfg.model.get("init_from") if init else None
-    if source:
+    if source and cfg.model.get("init_from_rgb"):  # RGB weights into a one-channel network
+        init_from_rgb(net, source)
+        log.info("initialised %s from the RGB weights of %s", cfg.model.arch, source)
+    elif source:
         raw = ema_start(cfg) is not None
         load_init(net, source, bool(cfg.model.get("init_strict", True)), "params" if raw else None)
         what = "raw weights (params; the EMA starts from params_ema)" if raw else "weights"

@@ -60,11 +60,14 @@ class SRModule(LightningModule):
         self.eval_metrics = nn.ModuleDict()
         self.eval_counts: dict[str, int] = {}
         self.val_psnr_best = MaxMetric()
+        spec = getattr(net, "medsr_spec", None) or {}
+        self.in_channels = int((spec.get("net") or {}).get("num_in_ch", 3))
 
     # -- network -------------------------------------------------------------------------------
     def forward(self, lr: Tensor) -> Tensor:
-        """LR (B, C, h, w) in [0, 1] -> SR (B, C, sh, sw), unclamped; C = 1 runs as grey RGB."""
-        gray = lr.shape[1] == 1
+        """LR (B, C, h, w) in [0, 1] -> SR (B, C, sh, sw), unclamped; C = 1 into an RGB network
+        runs as grey RGB, a one-channel network takes it as it is."""
+        gray = lr.shape[1] == 1 and self.in_channels == 3
         x = lr.expand(-1, 3, -1, -1) if gray else lr
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -94,6 +97,8 @@ class SRModule(LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         names = list(getattr(datamodule, "eval_set_names", None) or ["val"])
         self.eval_set_names = names
+        if hasattr(datamodule, "check_channels"):  # an RGB DICOM cannot feed a grey network
+            datamodule.check_channels(self.in_channels)
         # Metric states are created per dataset up front so every DDP rank syncs the same set.
         self.eval_metrics = nn.ModuleDict(
             {
@@ -109,16 +114,17 @@ class SRModule(LightningModule):
             }
         ).to(self.device)
 
-    def super_resolve(self, lr: Tensor) -> Tensor:
-        """The evaluation output: clamped and rounded to 8-bit levels, as published tables do;
-        computed in float32 (autocast off) under ``eval_float32``."""
+    def super_resolve(self, lr: Tensor, bits: int = 8) -> Tensor:
+        """The evaluation output: clamped and rounded to the HR's levels (8 bits as published
+        tables do; 16-bit images and medical sets at their own depth); computed in float32
+        (autocast off) under ``eval_float32``."""
         if not self.eval_float32:
-            return quantize(self(lr).float())
+            return quantize(self(lr).float(), bits)
         with torch.autocast(lr.device.type, enabled=False):
-            return quantize(self(lr.to(next(self.net.parameters()).dtype)).float())
+            return quantize(self(lr.to(next(self.net.parameters()).dtype)).float(), bits)
 
     def _eval_step(self, batch: dict, dataloader_idx: int) -> Tensor:
-        sr = self.super_resolve(batch["lr"])
+        sr = self.super_resolve(batch["lr"], int(batch.get("bits", 8)))
         hr = batch["hr"]
         name = self.eval_set_names[dataloader_idx]
         metrics = self.eval_metrics[name]

@@ -15,6 +15,7 @@ _WHERE = {
     "DF2KData": "df2k",
     "MessidorData": "messidor",
     "BenchmarkData": "benchmark",
+    "MedicalData": "medical",
 }
 _WHERE |= {f"{name}Module": "lightning" for name in _WHERE}
 

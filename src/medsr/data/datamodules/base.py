@@ -6,38 +6,32 @@ Workers ship uint8 HR patches (training) or whole uint8/uint16 images (evaluatio
 
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from medsr.data.cache import ImageCache
 from medsr.data.datasets import EvalDataset, PatchDataset
-from medsr.data.decode import FovOptions, mask_setting, skippable, too_small
+from medsr.data.decode import FovOptions, mask_setting
 from medsr.data.degradations import BicubicDegradation, Degradation
 from medsr.data.degradations.steps import eval_generator, lr_protocol, train_generator
 from medsr.data.degrade import eval_batch, train_batch
-from medsr.data.image_io import UnreadableImageError, image_info, read_image
+from medsr.data.image_io import read_image
+from medsr.data.medical import StoredRange
 from medsr.data.patches import LR_MARGIN
 from medsr.data.sources import EvalSet, ImageRecord, imresize_protocol
 from medsr.data.splits import check_disjoint
+from medsr.data.train_checks import check_training_images
 from medsr.errors import ConfigError, DataError, warn_files
 from medsr.ops.scales import check_scale
 
-log = logging.getLogger(__name__)
 SIDES = ("val", "test")
-_RANKS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")  # SRData has no Lightning
 
 # PatchDataset.__len__ is exact (disjoint shards, equal batch counts per worker and rank).
 warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
-
-
-def info(message: str, *args) -> None:
-    """Log on rank 0 only (the launchers' rank variables, read as Lightning reads them)."""
-    if int(next((v for k in _RANKS if (v := os.environ.get(k, "")).isdigit()), "0")) == 0:
-        log.info(message, *args)
 
 
 def _auto_workers() -> int:
@@ -133,6 +127,10 @@ class SRData:
         self._train_records: list[ImageRecord] | None = None
         self._train_set: PatchDataset | None = None
         self._eval_sets: dict[str, list[EvalSet]] = {}
+        # What training patches hold (medical data: 1 channel, uint16/int16 stored values), and
+        # the stored range the device step normalises by (None: uint8 / 255, uint16 / 65535).
+        self.patch_channels, self.patch_dtype = 3, np.dtype(np.uint8)
+        self.stored: StoredRange | None = None
 
     # -- settings --------------------------------------------------------------------------
     def _validate(self) -> None:
@@ -190,6 +188,8 @@ class SRData:
                 cache,
                 scale=self.scale,
                 margin=LR_MARGIN if self.exact_lr else 0,
+                channels=self.patch_channels,
+                dtype=self.patch_dtype,
             )
         eval_stage = "test" if stage == "test" else "val"
         if stage != "predict":
@@ -226,11 +226,12 @@ class SRData:
             return batch
         deg = self.degradation
         if "name" in batch:
-            return eval_batch(batch, self.scale, deg, eval_generator(deg, batch))
+            return eval_batch(batch, self.scale, deg, eval_generator(deg, batch), self.stored)
         trainer = getattr(self, "trainer", None)  # set by Lightning while it trains
         gen = train_generator(trainer, self.train_seed, self._direct_steps)
         self._direct_steps += 1
-        return train_batch(batch, self.scale, trainer is None or trainer.training, gen, deg)
+        augment = trainer is None or trainer.training
+        return train_batch(batch, self.scale, augment, gen, deg, stored=self.stored)
 
     # -- protocol --------------------------------------------------------------------------
     @property
@@ -293,50 +294,11 @@ class SRData:
         return eval_set
 
     def _checked_train_records(self) -> list[ImageRecord]:
-        """Training records after a header check: unreadable or smaller than the patch -> error
-        (or skipped with one warning naming them, under ``skip_bad``); alpha/16-bit noted once."""
-        if self._train_records is not None:
-            return self._train_records
-        kept, unreadable, small, alpha, deep = [], [], [], [], []
-        for r in self._list_train():
-            try:
-                h, w, c, bits = image_info(r.path)
-            except UnreadableImageError as err:
-                if not self.skip_bad:
-                    raise skippable(err) from None
-                unreadable.append(r.path)
-                continue
-            if min(h, w) < self.patch_size:
-                if not self.skip_bad:
-                    raise too_small(r.path, (h, w), self.patch_size)
-                small.append(r.path)
-                continue
-            if c == 4:
-                alpha.append(r.path)
-            if bits > 8:
-                deep.append(r.path)
-            kept.append(r)
-        warn_files("skipping unreadable training images (data.skip_bad=true)", unreadable)
-        warn_files(
-            f"skipping training images smaller than the {self.patch_size}px patch (data.skip_bad=true)",
-            small,
-        )
-        if alpha:
-            info(
-                "%d training image(s) have an alpha channel; it is dropped (e.g. %s)",
-                len(alpha),
-                alpha[0],
+        if self._train_records is None:
+            self._train_records = check_training_images(
+                self._list_train(), self.patch_size, self.skip_bad
             )
-        if deep:
-            info(
-                "%d training image(s) are 16-bit; training patches are rounded to 8 bits (e.g. %s)",
-                len(deep),
-                deep[0],
-            )
-        if not kept:
-            raise DataError("no training image left after skipping unreadable and too small ones.")
-        self._train_records = kept
-        return kept
+        return self._train_records
 
     def _open_cache(self) -> ImageCache:
         return ImageCache.open_or_build(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from medsr.data.datamodules.base import SRData, info
+from medsr.data.datamodules.base import SRData
+from medsr.data.rank_zero import info
 from medsr.data.sources import (
     DF2KListing,
     EvalSet,

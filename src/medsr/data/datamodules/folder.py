@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from medsr.data.datamodules.base import SRData, info
+from medsr.data.datamodules.base import SRData
+from medsr.data.rank_zero import info
 from medsr.data.sources import EvalSet, ImageRecord, attach_masks, folder_records
 from medsr.data.splits import holdout
 

@@ -12,6 +12,7 @@ from medsr.data.datamodules.base import SRData
 from medsr.data.datamodules.benchmark import BenchmarkData
 from medsr.data.datamodules.df2k import DF2KData
 from medsr.data.datamodules.folder import FolderData
+from medsr.data.datamodules.medical import MedicalData
 from medsr.data.datamodules.messidor import MessidorData
 
 
@@ -33,3 +34,7 @@ class MessidorDataModule(MessidorData, LightningDataModule):
 
 class BenchmarkDataModule(BenchmarkData, LightningDataModule):
     __doc__ = BenchmarkData.__doc__
+
+
+class MedicalDataModule(MedicalData, LightningDataModule):
+    __doc__ = MedicalData.__doc__

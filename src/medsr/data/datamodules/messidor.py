@@ -6,8 +6,9 @@ import logging
 import warnings
 from pathlib import Path
 
-from medsr.data.datamodules.base import SRData, info
+from medsr.data.datamodules.base import SRData
 from medsr.data.image_io import list_images
+from medsr.data.rank_zero import info
 from medsr.data.sources import (
     MESSIDOR2_URL,
     EvalSet,

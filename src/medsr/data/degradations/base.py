@@ -52,7 +52,7 @@ def device_generator(device: torch.device, generator: torch.Generator) -> torch.
 
 
 class Degradation(abc.ABC):
-    """HR ``(B, C, H, W)`` float in [0, 1] -> LR ``(B, C, H/s, W/s)`` rounded to 8 or 16 bits.
+    """HR ``(B, C, H, W)`` float in [0, 1] -> LR ``(B, C, H/s, W/s)`` rounded to ``bits`` levels.
 
     Subclasses implement :meth:`_degrade` and, where the target is
     pre-processed (Real-ESRGAN's sharpened ground truth), :meth:`target`.
@@ -85,8 +85,9 @@ class Degradation(abc.ABC):
                 f"HR size {hr.shape[-2]}x{hr.shape[-1]} is not a multiple of scale={scale}; "
                 "mod-crop it first (medsr.ops.mod_crop)"
             )
-        if bits not in (8, 16):
-            raise ConfigError(f"LR bits={bits} must be 8 or 16")
+        if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
+            # 8 (photographs), 16, or a scanner's stored depth (12-bit CT/MR)
+            raise ConfigError(f"LR bits={bits!r} must be an integer from 1 to 16")
         if generator is None:
             generator = torch.default_generator
         elif generator.device.type != "cpu":

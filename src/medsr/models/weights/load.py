@@ -120,8 +120,11 @@ def _mismatch_message(path, label, model, arch, converted, missing, unexpected, 
     ):
         if items:
             lines.append(f"  {title} ({len(items)}): {show(items)}")
+    hint = channel_hint(converted, model.state_dict())
     lines.append(
-        "  Build the network the file was trained as (model=, scale=, model.net.*) or use a matching file."
+        f"  {hint[0].upper()}{hint[1:]}"
+        if hint
+        else "  Build the network the file was trained as (model=, scale=, model.net.*) or use a matching file."
     )
     return "\n".join(lines)
 
@@ -147,3 +150,18 @@ def read_spec(path: str | os.PathLike) -> dict | None:
     hp = obj.get("hyper_parameters")
     spec = hp.get("model_spec") if isinstance(hp, Mapping) else obj.get("medsr_spec")
     return plain_spec(spec) if isinstance(spec, Mapping) else None
+
+
+def channel_hint(file_state: dict[str, Tensor], net_state: dict[str, Tensor]) -> str | None:
+    """The fix to name when an RGB file meets a one-channel network (first conv 3x the inputs)."""
+    key = "conv_first.weight"
+    if key not in file_state or key not in net_state:
+        return None
+    have, want = file_state[key].shape, net_state[key].shape
+    if len(have) == 4 and len(want) == 4 and have[1] == 3 * want[1] and have[0] == want[0]:
+        return (
+            "the file was trained on 3-channel (RGB) images and the network takes 1 channel: "
+            "add model.init_from_rgb=true to convert it (first conv summed over colours, last "
+            "conv averaged), or build the network with model.net.num_in_ch=3 model.net.num_out_ch=3."
+        )
+    return None
