@@ -6,6 +6,7 @@ import csv
 import json
 
 import numpy as np
+import pydicom
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -244,3 +245,38 @@ def test_twelve_bit_slices_keep_twelve_bit_levels(tmp_path):
         for key in ("hr", "lr"):
             levels = out[key] * 4095
             assert torch.allclose(levels, levels.round(), atol=1e-3), (degradation, key)
+
+
+def test_a_ct_window_is_what_training_and_scoring_see(tmp_path):
+    """data.window=[40,400]: values through RescaleSlope/Intercept and the DICOM window, clipped."""
+    rng = np.random.default_rng(2)
+    root = tmp_path / "ct"
+    for p in range(3):  # 12-bit CT, intercept -1024: stored 0..4095 is -1024..3071 HU
+        values = smooth_image(rng, 48, 40, bits=12)
+        make_dicom(root / f"P{p}" / "s.dcm", values, 12, False, PatientID=f"P{p}")
+    _, dm = _data(root, "data.window=[40,400]", "data.n_val=0", "data.test_groups=[P0]")
+    dm.setup("test")
+    assert dm.stored.window == (40.0, 400.0, 1.0, -1024.0)
+    (words,) = [s.protocol for s in dm.eval_sets("test")]
+    assert "window 40/400" in words and "clipped" in words
+    batch = dm.on_after_batch_transfer(next(iter(dm.test_dataloader())), 0)
+    stored = pydicom.dcmread(root / "P0" / "s.dcm").pixel_array
+    stored = torch.from_numpy(stored.astype(np.float64))
+    hu = stored - 1024
+    expected = ((hu - 39.5) / 399 + 0.5).clamp(0, 1)  # PS3.3 C.11.2.1.2.1
+    torch.testing.assert_close(batch["hr"][0, 0].double(), expected, atol=1e-6, rtol=0)
+    assert 0 < float((batch["hr"] == 0).float().mean()) < 1  # the window clips part of the image
+
+
+def test_a_window_needs_one_modality_lut_and_two_numbers(tmp_path):
+    rng = np.random.default_rng(3)
+    root = tmp_path / "mixed"
+    make_dicom(root / "A" / "s.dcm", smooth_image(rng, 48, 40, 12), 12, False, PatientID="A")
+    make_dicom(
+        root / "B" / "s.dcm", smooth_image(rng, 48, 40, 12), 12, False, PatientID="B",
+        RescaleIntercept=-1000,
+    )  # fmt: skip
+    with pytest.raises(DataError, match=r"one modality LUT.*intercept -1000: e\.g\. .*s\.dcm"):
+        _data(root, "data.window=[40,400]", "data.n_val=0")[1].setup("fit")
+    with pytest.raises(ConfigError, match=r"data\.window=\[40\] must be \[center, width\]"):
+        _data(root, "data.window=[40]", "data.n_val=0")[1].setup("fit")

@@ -32,11 +32,15 @@ class StoredRange:
     """The integer range of stored values: ``bits`` bits, two's complement when ``signed``.
 
     ``to_unit`` maps ``low .. high`` onto [0, 1] (the networks' range); ``peak`` is the number
-    of level steps, the PSNR peak on the stored scale.
+    of level steps, the PSNR peak on the stored scale. With ``window`` (``data.window``:
+    ``(center, width, slope, intercept)``) ``to_unit`` instead takes the stored values through
+    the modality LUT (``slope``, ``intercept``) and the DICOM linear window onto [0, 1], so
+    training and scores see only that window (e.g. CT soft tissue, 40/400 HU).
     """
 
     bits: int
     signed: bool = False
+    window: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.bits <= 16:
@@ -63,10 +67,20 @@ class StoredRange:
 
     def describe(self) -> str:
         kind = "signed" if self.signed else "unsigned"
-        return f"{self.bits}-bit {kind} ({self.low}..{self.high})"
+        words = f"{self.bits}-bit {kind} ({self.low}..{self.high})"
+        if self.window is not None:
+            center, width, slope, intercept = self.window
+            words += (
+                f", window {center:g}/{width:g} (center/width in modality units, "
+                f"stored * {slope:g} + {intercept:g})"
+            )
+        return words
 
     def to_unit(self, x: Tensor) -> Tensor:
         """Stored values (any integer or float tensor) -> float32 in [0, 1]."""
+        if self.window is not None:
+            center, width, slope, intercept = self.window
+            return apply_window(x.float() * slope + intercept, center, width)
         return (x.float() - self.low).div_(self.peak)
 
     def quantize(self, x: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +112,38 @@ def common_range(metas: list[MedicalMeta], bits: int | None) -> StoredRange:
             f"data.bits={widest} to read every file as {widest}-bit{' signed' if signed else ''}."
         )
     return next(iter(ranges))
+
+
+def windowed(
+    stored: StoredRange, metas: list[MedicalMeta], window: list[float] | None
+) -> StoredRange:
+    """``stored`` with ``data.window=[center, width]`` (modality units) when one is given.
+
+    Raises:
+        ConfigError: the window is not two numbers with a width of at least 1.
+        DataError: the files' modality LUTs differ (the window would mean other stored values
+            in each), naming one file of each.
+    """
+    if window is None:
+        return stored
+    if len(window) != 2 or not float(window[1]) >= 1:
+        raise ConfigError(
+            f"data.window={list(window)} must be [center, width] in modality units with a width "
+            "of at least 1, e.g. data.window=[40,400] for CT soft tissue."
+        )
+    luts = defaultdict(list)
+    for m in metas:
+        luts[(m.slope, m.intercept)].append(m.path)
+    if len(luts) > 1:
+        kinds = "; ".join(
+            f"slope {s:g}, intercept {i:g}: e.g. {p[0]}" for (s, i), p in luts.items()
+        )
+        raise DataError(
+            f"data.window needs one modality LUT for the data set, the files have several "
+            f"({kinds}); put each series in its own data set or drop data.window."
+        )
+    (slope, intercept), _ = next(iter(luts.items()))
+    return replace(stored, window=(float(window[0]), float(window[1]), slope, intercept))
 
 
 def slice_records(

@@ -24,6 +24,7 @@ from medsr.data.medical_sources import (
     scan,
     slice_records,
     split_groups,
+    windowed,
     write_split,
 )
 from medsr.data.rank_zero import info
@@ -51,6 +52,8 @@ class MedicalData(SRData):
         run_dir: where a new split is recorded when ``split_file`` is None.
         bits: read every file into this many bits (for folders mixing bit depths); None = the
             files' own (all equal).
+        window: ``[center, width]`` in modality units (e.g. Hounsfield units): train and score
+            on that window of the stored values only; None = the whole stored range.
         name: the evaluation set's name.
         **kwargs: the :class:`SRData` options.
     """
@@ -69,6 +72,7 @@ class MedicalData(SRData):
         split_file: str | None = None,
         run_dir: str | None = None,
         bits: int | None = None,
+        window: list[float] | None = None,
         name: str = "medical",
         **kwargs,
     ) -> None:
@@ -82,6 +86,7 @@ class MedicalData(SRData):
         self.split_file = Path(split_file).expanduser() if split_file else None
         self.run_dir = Path(run_dir) if run_dir else None
         self.bits, self.name = bits, name
+        self.window = list(window) if window is not None else None
         # self.stored: the data set's stored range, known after listing (SRData's step).
         self.channels = 1
         self._split: dict[str, list[SliceRecord]] | None = None
@@ -156,7 +161,7 @@ class MedicalData(SRData):
             return self._split
         files = self._scanned()
         self._metas = [m for _, m in files]
-        self.stored = common_range(self._metas, self.bits)
+        self.stored = windowed(common_range(self._metas, self.bits), self._metas, self.window)
         self.channels = max(m.channels for m in self._metas)
         records = []
         for root, meta in files:
@@ -190,11 +195,18 @@ class MedicalData(SRData):
     def _list_eval(self, stage: str) -> list[EvalSet]:
         records = self._records()["test" if stage == "test" else "val"]
         s = self.stored
-        protocol = (
-            f"LR: MATLAB-bicubic imresize of mod-cropped HR stored values, {s.bits}-bit; "
-            f"{s.describe()} stored values normalised by that range (2^{s.bits} - 1 = {s.peak}), "
-            "no modality LUT or window applied"
-        )
+        if s.window is not None:
+            protocol = (
+                f"LR: MATLAB-bicubic imresize of the mod-cropped windowed HR, {s.bits}-bit; "
+                f"{s.describe()} stored values through the modality LUT and the window onto "
+                "[0, 1] (values outside clipped)"
+            )
+        else:
+            protocol = (
+                f"LR: MATLAB-bicubic imresize of mod-cropped HR stored values, {s.bits}-bit; "
+                f"{s.describe()} stored values normalised by that range (2^{s.bits} - 1 = "
+                f"{s.peak}), no modality LUT or window applied"
+            )
         return [EvalSet(self.name, records, protocol=protocol)]
 
     def _drop_unreadable(self, eval_set: EvalSet) -> EvalSet:
