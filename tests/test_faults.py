@@ -360,3 +360,30 @@ def test_stale_cache_builds_of_killed_runs_are_removed(tmp_path):
         d.mkdir()
     _remove_stale(folder)
     assert not stale.exists() and alive.exists() and other_host.exists()
+
+
+def test_a_missing_best_checkpoint_falls_back_to_the_best_one_left(tmp_path, caplog):
+    """Killed after a new best replaced the old one but before last.ckpt said so, then resumed:
+    the recorded best is gone, and the best file still there (by its own score) is exported."""
+    import torch
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from medsr.errors import ConfigError
+    from medsr.training.factory import existing_best
+
+    callback = ModelCheckpoint(dirpath=tmp_path, monitor="val/psnr_y", mode="max")
+    callback.best_model_path = str(tmp_path / "step0000008_psnr20.484.ckpt")  # deleted
+    for name, score in [
+        ("step0000012_psnr20.900.ckpt", 20.9),
+        ("step0000004_psnr20.100.ckpt", 20.1),
+    ]:
+        state = {"callbacks": {callback.state_key: {"current_score": torch.tensor(score)}}}
+        torch.save(state, tmp_path / name)
+    (tmp_path / "last.ckpt").write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="medsr.training.factory"):
+        assert existing_best(callback) == str(tmp_path / "step0000012_psnr20.900.ckpt")
+    assert "step0000008_psnr20.484.ckpt is missing" in caplog.text
+    for path in tmp_path.glob("step*.ckpt"):
+        path.unlink()
+    with pytest.raises(ConfigError, match="checkpoint.select=last"):
+        existing_best(callback)

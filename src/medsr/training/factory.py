@@ -4,6 +4,7 @@ callbacks, loggers, and the strategy and compile switches."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
@@ -16,6 +17,7 @@ from medsr.models.weights.files import has_raw_and_average
 from medsr.models.weights.grey import init_from_rgb
 from medsr.models.weights.partial import load_init
 from medsr.training.callbacks import EMAWeights, LastCheckpoint
+from medsr.training.resume import readable_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,36 @@ def chosen_checkpoint(trainer: pl.Trainer, select: str = "best") -> str | None:
             "at the end of training); keep it, or use checkpoint.select=best"
         )
     for callback in callbacks:
-        if callback.best_model_path or callback.last_model_path:
-            return callback.best_model_path or callback.last_model_path
+        if callback.best_model_path:
+            return existing_best(callback)
+        if callback.last_model_path:
+            return callback.last_model_path
     return None
+
+
+def existing_best(callback: pl.callbacks.ModelCheckpoint) -> str:
+    """The callback's best file; when it is gone (a run killed after saving a new best and
+    deleting the old one, but before last.ckpt recorded it, then resumed), the best of the
+    files it wrote that are still there, by the score each one holds."""
+    recorded = Path(callback.best_model_path)
+    if recorded.is_file() or callback.dirpath is None:
+        return str(recorded)
+    sign = 1 if callback.mode == "max" else -1
+    scored = []
+    for path in Path(callback.dirpath).glob("*.ckpt"):
+        if path.name == "last.ckpt" or not readable_checkpoint(path):
+            continue
+        states = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["callbacks"]
+        score = next(
+            (v.get("current_score") for k, v in states.items() if k == callback.state_key), None
+        )
+        if score is not None:
+            scored.append((sign * float(score), path))
+    if not scored:
+        raise ConfigError(
+            f"the best checkpoint {recorded} is gone and no other checkpoint of this run holds a "
+            "score; use checkpoint.select=last"
+        )
+    chosen = max(scored)[1]
+    log.warning("the best checkpoint %s is missing; using %s, the best one left", recorded, chosen)
+    return str(chosen)
