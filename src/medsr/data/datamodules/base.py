@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from medsr.data.cache import ImageCache
 from medsr.data.datasets import EvalDataset, PatchDataset
-from medsr.data.decode import FovOptions, mask_setting
+from medsr.data.decode import FovOptions, mask_setting, read_record
 from medsr.data.degradations import BicubicDegradation, Degradation
 from medsr.data.degradations.steps import eval_generator, lr_protocol, train_generator
 from medsr.data.degrade import eval_batch, train_batch
@@ -279,13 +279,14 @@ class SRData:
         return loaders[0] if len(loaders) == 1 else loaders
 
     def _drop_unreadable(self, eval_set: EvalSet) -> EvalSet:
-        """With ``skip_bad``: decode every evaluation image once and leave out those that fail."""
+        """With ``skip_bad``: decode every evaluation image (or slice) once and leave out those that
+        fail."""
         good, bad = [], []
         for r in eval_set.records:
             try:
-                for p in (r.path, r.lr_path):
-                    if p is not None:
-                        read_image(p)
+                read_record(r)
+                if r.lr_path is not None:
+                    read_image(r.lr_path)
                 good.append(r)
             except DataError:
                 bad.append(r.path)

@@ -19,7 +19,6 @@ from medsr.data.medical_sources import (
     SliceRecord,
     common_range,
     list_files,
-    read_slice,
     read_split,
     scan,
     slice_records,
@@ -208,18 +207,6 @@ class MedicalData(SRData):
                 f"{s.peak}), no modality LUT or window applied"
             )
         return [EvalSet(self.name, records, protocol=protocol)]
-
-    def _drop_unreadable(self, eval_set: EvalSet) -> EvalSet:
-        good, bad = [], []
-        for r in eval_set.records:
-            try:
-                read_slice(r)
-                good.append(r)
-            except DataError:
-                bad.append(r.path)
-        warn_files(f"skipping unreadable slices of evaluation set {eval_set.name}", bad)
-        eval_set.records = good
-        return eval_set
 
     # -- the network's channels ------------------------------------------------------------
     def check_channels(self, network_channels: int) -> None:

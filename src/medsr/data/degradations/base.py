@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import abc
 import zlib
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from medsr.data.degradations.config import from_mapping
 from medsr.errors import ConfigError, DataError
 from medsr.ops import check_scale, quantize
 
@@ -101,6 +103,22 @@ class Degradation(abc.ABC):
     def target(self, hr: Tensor) -> Tensor:
         """The training target made from ``hr`` (identity unless the pipeline sharpens it)."""
         return hr
+
+
+class SpecDegradation(Degradation):
+    """A degradation described by a spec dataclass (``spec_type``) that its config fills."""
+
+    spec_type: ClassVar[type]
+
+    def __init__(self, spec, seed: int | None = None) -> None:
+        super().__init__(seed)
+        self.spec = spec
+
+    @classmethod
+    def from_config(cls, values: dict, key: str = "degradation") -> SpecDegradation:
+        values = dict(values)
+        seed = values.pop("seed", None)
+        return cls(from_mapping(cls.spec_type, values, key), seed)
 
 
 def to_levels(x: Tensor, bits: int) -> Tensor:

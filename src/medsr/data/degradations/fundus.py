@@ -17,13 +17,13 @@ import torch
 from torch import Tensor
 
 from medsr.data.degradations.base import (
-    Degradation,
+    SpecDegradation,
     bernoulli,
     device_generator,
     to_levels,
     uniform,
 )
-from medsr.data.degradations.config import check_choice, check_prob, check_range, from_mapping
+from medsr.data.degradations.config import check_choice, check_prob, check_range
 from medsr.data.degradations.jpeg import CODECS, jpeg
 from medsr.data.degradations.kernels import blur, disk_kernels, gaussian_blur, line_kernels
 from medsr.data.degradations.noise import sensor_noise
@@ -80,20 +80,13 @@ class FundusSpec:
         check_choice(f"{key}.downsample", self.downsample, DOWNSAMPLE)
 
 
-class FundusDegradation(Degradation):
+class FundusDegradation(SpecDegradation):
     """The fundus-camera model; see the module docstring and ``conf/degradation/fundus.yaml``."""
 
     name = "fundus"
 
-    def __init__(self, spec: FundusSpec, seed: int | None = None) -> None:
-        super().__init__(seed)
-        self.spec = spec
-
-    @classmethod
-    def from_config(cls, values: dict, key: str = "degradation") -> FundusDegradation:
-        values = dict(values)
-        seed = values.pop("seed", None)
-        return cls(from_mapping(FundusSpec, values, key), seed)
+    spec_type = FundusSpec
+    spec: FundusSpec
 
     def _degrade(self, hr: Tensor, scale: int, generator: torch.Generator, bits: int) -> Tensor:
         spec, n = self.spec, hr.shape[0]

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from medsr.data.degradations.base import (
-    Degradation,
+    SpecDegradation,
     bernoulli,
     categorical,
     device_generator,
@@ -37,7 +37,6 @@ from medsr.data.degradations.config import (
     check_prob,
     check_probs,
     check_range,
-    from_mapping,
 )
 from medsr.data.degradations.jpeg import CODECS, jpeg
 from medsr.data.degradations.kernels import (
@@ -204,20 +203,13 @@ def _noise(x: Tensor, d: _StageDraw, sel: slice, generator: torch.Generator) -> 
     return out.clamp_(0, 1)
 
 
-class RealESRGANDegradation(Degradation):
+class RealESRGANDegradation(SpecDegradation):
     """Real-ESRGAN's degradation; see the module docstring and ``conf/degradation/realesrgan.yaml``."""
 
     name = "realesrgan"
 
-    def __init__(self, spec: RealESRGANSpec, seed: int | None = None) -> None:
-        super().__init__(seed)
-        self.spec = spec
-
-    @classmethod
-    def from_config(cls, values: dict, key: str = "degradation") -> RealESRGANDegradation:
-        values = dict(values)
-        seed = values.pop("seed", None)
-        return cls(from_mapping(RealESRGANSpec, values, key), seed)
+    spec_type = RealESRGANSpec
+    spec: RealESRGANSpec
 
     def target(self, hr: Tensor) -> Tensor:
         s = self.spec.sharpen_target

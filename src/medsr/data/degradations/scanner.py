@@ -16,13 +16,13 @@ import torch
 from torch import Tensor
 
 from medsr.data.degradations.base import (
-    Degradation,
+    SpecDegradation,
     bernoulli,
     device_generator,
     to_levels,
     uniform,
 )
-from medsr.data.degradations.config import check_choice, check_prob, check_range, from_mapping
+from medsr.data.degradations.config import check_choice, check_prob, check_range
 from medsr.data.degradations.kernels import gaussian_blur
 from medsr.data.degradations.noise import gaussian_noise, rician_noise
 from medsr.data.degradations.resize import DOWNSAMPLE, downsample
@@ -58,20 +58,13 @@ class ScannerSpec:
         check_choice(f"{key}.downsample", self.downsample, DOWNSAMPLE)
 
 
-class ScannerDegradation(Degradation):
+class ScannerDegradation(SpecDegradation):
     """The scanner model; see the module docstring and ``conf/degradation/scanner.yaml``."""
 
     name = "scanner"
 
-    def __init__(self, spec: ScannerSpec, seed: int | None = None) -> None:
-        super().__init__(seed)
-        self.spec = spec
-
-    @classmethod
-    def from_config(cls, values: dict, key: str = "degradation") -> ScannerDegradation:
-        values = dict(values)
-        seed = values.pop("seed", None)
-        return cls(from_mapping(ScannerSpec, values, key), seed)
+    spec_type = ScannerSpec
+    spec: ScannerSpec
 
     def _degrade(self, hr: Tensor, scale: int, generator: torch.Generator, bits: int) -> Tensor:
         spec, n = self.spec, hr.shape[0]
