@@ -23,19 +23,7 @@ from medsr.metrics import psnr_y, ssim_y
 from medsr.models import build_model, load_pretrained, save_weights
 from medsr.ops import imresize, mod_crop, quantize, self_ensemble
 from medsr.results import main as results_main
-
-PUBLISHED = {  # (set, scale): (PSNR dB, SSIM), the bicubic rows of the EDSR/RCAN papers
-    ("Set5", 2): (33.66, 0.9299),
-    ("Set5", 3): (30.39, 0.8682),
-    ("Set5", 4): (28.42, 0.8104),
-    ("Set14", 2): (30.24, 0.8688),
-    ("Set14", 3): (27.55, 0.7742),
-    ("Set14", 4): (26.00, 0.7027),
-    ("B100", 2): (29.56, 0.8431),
-    ("B100", 3): (27.21, 0.7385),
-    ("B100", 4): (25.96, 0.6675),
-}
-N_IMAGES = {"Set5": 5, "Set14": 14, "B100": 100}
+from published import N_IMAGES, PUBLISHED
 
 
 def count_panels(figure: Image.Image, top: int, height: int) -> int:
