@@ -128,6 +128,11 @@ def test_one_channel_edsr_trains_on_16_bit_values_and_scores_against_the_16_bit_
         err = (sr16 - hr16)[2:-2, 2:-2]
         psnrs.append(10 * np.log10(65535**2 / np.mean(err**2)))
     assert bicubic["psnr"] == pytest.approx(np.mean(psnrs), abs=1e-3)
+    # The exported weights say which range they were trained on (predict normalises by it).
+    from medsr.models import read_spec
+
+    (exported,) = (tmp_path / "run").glob("*.pth")
+    assert read_spec(exported)["stored"] == {"bits": 16, "signed": False, "window": None}
 
 
 def test_mixed_bit_depths_are_an_error_naming_the_fix(tmp_path):

@@ -116,3 +116,37 @@ def test_png_output_only_for_unsigned_single_frames(tmp_path):
 
     png = read_image(out / "mr12.png")
     assert png.dtype == np.uint16 and png.shape == (600, 968, 1) and int(png.max()) <= 4095
+
+
+def test_the_trained_range_and_window_travel_with_the_weights(tmp_path):
+    """A network trained on 16-bit signed values (data.bits=16) normalises a 12-bit file by that
+    range, not the file's own; one trained on a CT window gets the window and its inverse back."""
+    from medsr.data.medical import StoredRange
+    from medsr.evaluation.inference import Upscaler, load_network
+    from medsr.evaluation.volumes import upscale_stored
+
+    torch.manual_seed(0)
+    ct = read_dicom(pydicom_file("CT_small.dcm"))
+    mr12 = read_dicom(pydicom_file("examples_overlay.dcm"))  # 12-bit unsigned
+    trained_on = {
+        "range": (StoredRange(16, signed=True), mr12),
+        "window": (StoredRange(16, True, (40.0, 400.0, ct.meta.slope, ct.meta.intercept)), ct),
+    }
+    for name, (trained, source) in trained_on.items():
+        net = build_model("edsr", 2, num_feat=8, num_block=1, num_in_ch=1, num_out_ch=1,
+                          rgb_mean=[0.5], img_range=4080.0)  # fmt: skip
+        net.medsr_spec["stored"] = trained.as_spec()
+        loaded, scale, _ = load_network(str(save_weights(net, tmp_path / f"{name}.pth")), None)
+        assert StoredRange.from_spec(loaded.medsr_spec["stored"]) == trained
+        frames, own = source.frames[:, :48, :40], source.meta.stored
+        got = upscale_stored(Upscaler(loaded, scale), frames, own, source.meta.path)
+        with torch.no_grad():
+            x = trained.to_unit(torch.from_numpy(frames.astype(np.float64)).permute(0, 3, 1, 2))
+            y = net.eval()(x).permute(0, 2, 3, 1)
+        expected = np.clip(trained.from_unit(y).astype(np.int64), own.low, own.high)
+        assert got.dtype == own.dtype and got.shape == (1, 96, 80, 1)
+        assert np.abs(got.astype(np.int64) - expected).max() <= 1, name
+        assert (got == expected).mean() > 0.99, name
+        del loaded.medsr_spec["stored"]  # a file without it: the file's own range
+        own_range = upscale_stored(Upscaler(loaded, scale), frames, own, source.meta.path)
+        assert (own_range != got).mean() > 0.5, name

@@ -82,6 +82,8 @@ def train(cfg: DictConfig, out_dir: Path | None = None) -> float:
     degradation = build_degradation(cfg.get("degradation"))
     datamodule = instantiate(cfg.data, degradation=degradation, train_seed=cfg.seed)
     datamodule.setup("fit")
+    if getattr(datamodule, "stored", None) is not None:  # the weights say how to normalise
+        net.medsr_spec["stored"] = datamodule.stored.as_spec()
     stages = ("val", "test") if cfg.get("test_after_fit", True) else ("val",)
     check_image_sizes(datamodule, stages, _crop(cfg), "model.lit.crop_border")
     module = build_module(cfg, net, init=ckpt_path is None)

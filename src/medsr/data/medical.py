@@ -88,9 +88,25 @@ class StoredRange:
         return quantize(x, self.bits)
 
     def from_unit(self, x: Tensor) -> np.ndarray:
-        """[0, 1] floats -> stored values as a numpy array of ``dtype`` (clamped, rounded)."""
+        """[0, 1] floats -> stored values as a numpy array of ``dtype`` (clamped, rounded).
+        Through a window: its inverse, so 0 and 1 come back as the window's edges."""
+        if self.window is not None:
+            center, width, slope, intercept = self.window
+            unit = x.detach().double().clamp(0, 1)
+            stored = ((unit - 0.5) * (width - 1) + center - 0.5 - intercept) / slope
+            stored = stored.round().clamp(self.low, self.high)
+            return stored.cpu().numpy().astype(self.dtype)
         levels = to_integer(x.detach().double(), self.bits, dtype=torch.int32)
         return (levels + self.low).cpu().numpy().astype(self.dtype)
+
+    def as_spec(self) -> dict:
+        """What a weights file records of the range its network was trained on."""
+        return {"bits": self.bits, "signed": self.signed, "window": self.window}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> StoredRange:
+        window = spec.get("window")
+        return cls(int(spec["bits"]), bool(spec["signed"]), tuple(window) if window else None)
 
     def check(self, array: np.ndarray, path: object) -> np.ndarray:
         """``array`` as ``dtype``; DataError naming ``path`` when a value lies outside the range."""

@@ -117,6 +117,8 @@ def load_network(
         raise WeightsError(
             f"{err} (network built as {arch} x{scale} {net_kwargs}; check model=, model.net.* and scale=)"
         ) from None
+    if spec is not None and spec.get("stored"):  # medical data: predict normalises as trained
+        net.medsr_spec["stored"] = spec["stored"]
     return net.eval(), int(scale), tag
 
 

@@ -1,8 +1,10 @@
 """Upscaling DICOM and NIfTI files (``medsr.predict``): every frame or slice through the Upscaler.
 
 Stored values go in and come out: a frame's values are offset to levels ``0 .. 2**bits - 1``
-of its stored range, upscaled (normalised by that range, as training normalises), rounded to
-the same levels and offset back. A DICOM becomes a derived DICOM of the same representation
+of the range the network was trained on (its weights record it; else the file's own), upscaled
+(normalised by that range, as training normalises), rounded to the same levels, offset back and
+clipped to the file's range. A network trained on a window (``data.window``) gets the window
+and its output goes back through the window's inverse (values outside come back at its edges). A DICOM becomes a derived DICOM of the same representation
 (``medsr.data.dicom_writer``), a NIfTI volume a volume with the in-plane voxel size divided by
 the scale. Slices of one source series share one new SeriesInstanceUID per run.
 """
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from medsr.data.dicom import read_dicom
 from medsr.data.dicom_writer import new_uid, write_dicom
@@ -21,6 +24,7 @@ from medsr.data.medical import StoredRange, medical_kind, medical_stem
 from medsr.data.nifti import read_nifti, write_nifti
 from medsr.errors import DataError
 from medsr.evaluation.inference import Upscaler, upscale_array
+from medsr.ops.quantize import to_integer
 
 MIN_SIDE = 2  # reflection padding (RRDBNet x2) needs two pixels per side
 
@@ -54,13 +58,33 @@ def upscale_stored(
             f"{need} (model.net.num_in_ch={need}); use a {c}-channel network or model=bicubic."
         )
     s = upscaler.scale
+    model = trained_range(upscaler) or stored
     out = np.empty((f, h * s, w * s, c), dtype=stored.dtype)
-    levels_type = np.uint8 if stored.bits <= 8 else np.uint16
     for i in range(f):
-        levels = (frames[i].astype(np.int32) - stored.low).astype(levels_type)
-        up = upscale_array(upscaler, levels, on_tile=on_tile, bits=stored.bits)
-        out[i] = (up.astype(np.int32) + stored.low).astype(stored.dtype)
+        if model.window is not None:  # the window's [0, 1] carried at 16-bit levels
+            unit = model.to_unit(torch.from_numpy(frames[i].astype(np.float64)))
+            levels = to_integer(unit, 16, dtype=torch.int32).numpy().astype(np.uint16)
+            up = upscale_array(upscaler, levels, on_tile=on_tile, bits=16)
+            values = model.from_unit(torch.from_numpy(up.astype(np.float64) / 65535))
+        else:
+            offset = frames[i].astype(np.int32) - model.low
+            if offset.min() < 0 or offset.max() > model.peak:
+                raise DataError(
+                    f"{path}: stored values {int(frames[i].min())}..{int(frames[i].max())} lie "
+                    f"outside the {model.describe()} range the network was trained on; use a "
+                    "network trained on such data (or model=bicubic)"
+                )
+            levels = offset.astype(np.uint8 if model.bits <= 8 else np.uint16)
+            up = upscale_array(upscaler, levels, on_tile=on_tile, bits=model.bits)
+            values = up.astype(np.int32) + model.low
+        out[i] = np.clip(values, stored.low, stored.high).astype(stored.dtype)
     return out
+
+
+def trained_range(upscaler: Upscaler) -> StoredRange | None:
+    """The stored range (and window) the network was trained on, when its file records one."""
+    spec = getattr(upscaler.net, "medsr_spec", None) or {}
+    return StoredRange.from_spec(spec["stored"]) if spec.get("stored") else None
 
 
 def upscale_medical(
