@@ -112,6 +112,7 @@ def test_real_esrgan_presets(preset, tag, steps, lr, scale):
     lit = cfg.model.lit
     assert (lit.optimizer.lr, list(lit.optimizer.betas)) == (lr, [0.9, 0.99])
     assert list(lit.scheduler.milestones) == [steps] and cfg.model.ema_decay == 0.999
+    assert cfg.checkpoint.select == "last"  # Real-ESRGAN's final weights, not a chosen step
     assert (cfg.model.arch, dict(cfg.model.net)) == (
         "rrdbnet",
         {"num_feat": 64, "num_block": 23, "num_grow_ch": 32, "num_in_ch": 3, "num_out_ch": 3},
