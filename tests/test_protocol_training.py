@@ -141,9 +141,11 @@ def test_bf16_trained_validation_psnr_equals_evaluate_on_gpu(tmp_path):
 def test_chosen_checkpoint_follows_the_selection(tmp_path):
     best = ModelCheckpoint(dirpath=tmp_path, monitor="val/psnr_y", mode="max")
     last = LastCheckpoint(dirpath=str(tmp_path))
-    best.best_model_path, last.best_model_path = "step0000100_psnr30.1.ckpt", "last.ckpt"
+    best_file = tmp_path / "step0000100_psnr30.1.ckpt"
+    best_file.touch()
+    best.best_model_path, last.best_model_path = str(best_file), "last.ckpt"
     trainer = SimpleNamespace(checkpoint_callbacks=[best, last])
-    assert chosen_checkpoint(trainer, "best") == "step0000100_psnr30.1.ckpt"
+    assert chosen_checkpoint(trainer, "best") == str(best_file)
     assert chosen_checkpoint(trainer, "last") == "last.ckpt"
     with pytest.raises(ConfigError, match="callbacks.last_checkpoint"):
         chosen_checkpoint(SimpleNamespace(checkpoint_callbacks=[best]), "last")
