@@ -39,7 +39,7 @@ _PACKAGES = {
     "1.2.840.10008.1.2.4.8": _JPEG,  # JPEG-LS lossless / near-lossless
     "1.2.840.10008.1.2.4.9": _J2K,  # JPEG 2000
     "1.2.840.10008.1.2.4.20": _J2K,  # HTJ2K
-    "1.2.840.10008.1.2.5": "pylibjpeg-rle (installed with medsr); pydicom decodes RLE itself",
+    "1.2.840.10008.1.2.5": "pydicom itself (RLE needs no extra package)",
 }
 
 
