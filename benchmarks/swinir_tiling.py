@@ -28,7 +28,8 @@ import torch
 
 from medsr.conf.compose import model_config
 from medsr.data.image_io import read_image
-from medsr.evaluation.inference import Upscaler, load_network, upscale_array
+from medsr.evaluation.inference import Upscaler, upscale_array
+from medsr.evaluation.networks import load_network
 
 DRIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fundus" / "DRIVE" / "test"
 

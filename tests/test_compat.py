@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers import TINY_EDSR, run_module
-from medsr.evaluation.inference import load_network
+from medsr.evaluation.networks import load_network
 from medsr.models import read_spec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "release_0_1_0"

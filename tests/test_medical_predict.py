@@ -122,7 +122,8 @@ def test_the_trained_range_and_window_travel_with_the_weights(tmp_path):
     """A network trained on 16-bit signed values (data.bits=16) normalises a 12-bit file by that
     range, not the file's own; one trained on a CT window gets the window and its inverse back."""
     from medsr.data.medical import StoredRange
-    from medsr.evaluation.inference import Upscaler, load_network
+    from medsr.evaluation.inference import Upscaler
+    from medsr.evaluation.networks import load_network
     from medsr.evaluation.volumes import upscale_stored
 
     torch.manual_seed(0)

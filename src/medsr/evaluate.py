@@ -23,8 +23,9 @@ from medsr.data.datamodules import plain_target
 from medsr.data.degradations import build_degradation
 from medsr.errors import whole_number
 from medsr.evaluation.consistency_report import parse_mode, projection_settings
-from medsr.evaluation.inference import parse_tta, resolve_device
+from medsr.evaluation.inference import parse_tta
 from medsr.evaluation.methods import build_methods
+from medsr.evaluation.networks import resolve_device
 from medsr.evaluation.report import ThesisFigures
 from medsr.evaluation.results import (
     ResultRow,

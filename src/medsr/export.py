@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from medsr._cli import run_cli
 from medsr.errors import ConfigError
-from medsr.evaluation.inference import load_network
+from medsr.evaluation.networks import load_network
 from medsr.models import save_weights
 from medsr.models.interpolation import Interpolation
 from medsr.models.weights import export_generator

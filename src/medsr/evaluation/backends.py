@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from medsr.errors import ConfigError
-from medsr.evaluation.inference import load_network, resolve_device
+from medsr.evaluation.networks import load_network, resolve_device
 from medsr.models.registry import display_name
 
 BACKENDS = ("torch", "onnxruntime")

@@ -11,7 +11,8 @@ from omegaconf import DictConfig
 from medsr.conf.compose import model_config
 from medsr.errors import ConfigError, whole_number
 from medsr.evaluation.consistency import BackProjection
-from medsr.evaluation.inference import Upscaler, load_network, parse_tta
+from medsr.evaluation.inference import Upscaler, parse_tta
+from medsr.evaluation.networks import load_network
 from medsr.evaluation.scoring import Method
 from medsr.models.interpolation import INTERPOLATION_MODES
 
