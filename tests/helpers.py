@@ -80,3 +80,24 @@ def official_esrgan_file(net: torch.nn.Module, path: Path) -> Path:
     assert "RRDB_trunk.0.RDB1.conv1.weight" in state and "trunk_conv.weight" in state
     torch.save(state, path)
     return path
+
+
+def cpu_trainer(max_steps: int, val_every: int | None = None, **kwargs):
+    """A quiet CPU Lightning Trainer (no logger, bar, summary or sanity check). With
+    ``val_every``: validation every that many steps; else no validation and no checkpoints.
+    ``kwargs`` override any of these."""
+    import lightning.pytorch as pl
+
+    settings = {
+        "accelerator": "cpu",
+        "max_steps": max_steps,
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+    }
+    if val_every:
+        settings |= {"val_check_interval": val_every, "check_val_every_n_epoch": None}
+    else:
+        settings |= {"limit_val_batches": 0, "enable_checkpointing": False}
+    return pl.Trainer(**(settings | kwargs))

@@ -9,14 +9,13 @@ import math
 import os
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
-from helpers import compose_config
+from helpers import compose_config, cpu_trainer
 from medsr.data.convert import to_float_tensor
 from medsr.data.image_io import read_image, write_image
 from medsr.errors import ConfigError
@@ -138,10 +137,7 @@ def train_tiny(cfg, data: TensorDataset, steps: int) -> torch.nn.Module:
     torch.manual_seed(0)
     module = build_module(cfg, build_network(cfg))
     loader = DataLoader([{"hr": h, "lr": lr} for h, lr in data], batch_size=4)
-    trainer = pl.Trainer(
-        accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-    )  # fmt: skip
+    trainer = cpu_trainer(steps)
     trainer.fit(module, loader)
     return module.net.eval()
 

@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 import medsr
-from helpers import compose_config
+from helpers import compose_config, cpu_trainer
 from medsr.data import BenchmarkDataModule, DF2KDataModule, FolderDataModule, MessidorDataModule
 from medsr.data.degrade import train_batch
 from medsr.data.fov import load_mask, mask_iou
@@ -352,7 +352,6 @@ def test_benchmark_uses_lr_files_when_shipped(shared_data, tmp_path):
 
 # -- short training runs ---------------------------------------------------------------------
 def _fit(dm, tmp_path):
-    import lightning.pytorch as pl
     from lightning.pytorch.loggers import CSVLogger
 
     from medsr.models import build_model
@@ -364,17 +363,12 @@ def _fit(dm, tmp_path):
         dm.scale,
         optimizer=partial(torch.optim.Adam, lr=1e-4),
     )
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=2,
-        val_check_interval=2,
-        check_val_every_n_epoch=None,
+    trainer = cpu_trainer(
+        2,
+        val_every=2,
         limit_val_batches=1,
         log_every_n_steps=1,
-        num_sanity_val_steps=0,
         enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         logger=CSVLogger(tmp_path),
         callbacks=[DataWaitMonitor()],
     )

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from helpers import FAST_TRAIN, compose_config, degradation_preset, run_module
+from helpers import FAST_TRAIN, compose_config, cpu_trainer, degradation_preset, run_module
 from medsr.conf.compose import degradation_config
 from medsr.conf.resolvers import register_resolvers
 from medsr.data.datamodules import FolderDataModule
@@ -266,16 +266,7 @@ def test_esrgan_module_trains_with_the_unet_discriminator():
         def on_train_batch_end(self, trainer, *args):
             logged.append({k: float(v) for k, v in trainer.callback_metrics.items()})
 
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[Record()],
-    )
+    trainer = cpu_trainer(3, callbacks=[Record()])
     trainer.fit(module, DataLoader(data, batch_size=4))
     assert trainer.global_step == 3 and len(logged) == 3
     assert all(np.isfinite(v) for row in logged for v in row.values())

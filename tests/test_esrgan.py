@@ -19,7 +19,7 @@ from lightning.pytorch.plugins import MixedPrecision
 from torch.utils.data import DataLoader, Dataset
 
 import medsr
-from helpers import compose_config, official_esrgan_file, run_module
+from helpers import compose_config, cpu_trainer, official_esrgan_file, run_module
 from medsr.data.convert import to_float_tensor, to_rgb
 from medsr.data.image_io import read_image
 from medsr.errors import ConfigError, MedsrError, WeightsError
@@ -89,16 +89,7 @@ def fit(
     module, crops: Crops, steps: int, ckpt_path: Path | None = None, **trainer_kwargs
 ) -> pl.Trainer:
     """``steps`` iterations, each on all four crops (one batch per epoch: resumed runs see the same data)."""
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        **trainer_kwargs,
-    )
+    trainer = cpu_trainer(steps, **trainer_kwargs)
     trainer.fit(module, DataLoader(crops, batch_size=4), ckpt_path=ckpt_path)
     return trainer
 

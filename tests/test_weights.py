@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers import cpu_trainer
 from medsr.errors import WeightsError
 from medsr.models import build_model, load_pretrained, read_spec, save_weights
 from medsr.models.weights.files import read_state_dict
@@ -433,14 +434,7 @@ def test_medsr_lightning_checkpoint(tmp_path):
     torch.manual_seed(0)
     net = build_model("edsr", 2, num_feat=8, num_block=1)
     data = torch.utils.data.TensorDataset(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16))
-    trainer = pl.Trainer(
-        max_steps=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = cpu_trainer(2)
     trainer.fit(Lit(net, net.medsr_spec), torch.utils.data.DataLoader(data, batch_size=1))
     path = tmp_path / "last.ckpt"
     trainer.save_checkpoint(path)

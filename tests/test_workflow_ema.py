@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
+from helpers import cpu_trainer
 from medsr.errors import ConfigError
 from medsr.models import build_model, load_pretrained
 from medsr.models.weights.export import export_generator
@@ -72,17 +73,7 @@ def trained(tmp_path_factory):
     checkpoint = ModelCheckpoint(
         dirpath=root, filename="best", monitor="val/psnr_y", mode="max", save_last=True
     )
-    trainer = pl.Trainer(
-        max_steps=6,
-        val_check_interval=3,
-        check_val_every_n_epoch=None,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[EMAWeights(DECAY), recorder, checkpoint],
-    )
+    trainer = cpu_trainer(6, val_every=3, callbacks=[EMAWeights(DECAY), recorder, checkpoint])
     train = DataLoader(Patches(12, 16), batch_size=2, shuffle=True)
     trainer.fit(module, train, DataLoader(Patches(2, 24), batch_size=1))
     return {

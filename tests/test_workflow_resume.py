@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset
 
-from helpers import compose_config, run_module
+from helpers import compose_config, cpu_trainer, run_module
 from medsr.data.degrade import eval_batch, train_batch
 from medsr.errors import ConfigError
 from medsr.files import atomic_torch_save
@@ -111,15 +111,9 @@ def fit_stream(root: Path, epoch_length: int, ckpt: Path | None = None) -> pl.Tr
         save_last=True,
         auto_insert_metric_name=False,
     )
-    trainer = pl.Trainer(
-        max_steps=12,
-        val_check_interval=4,
-        check_val_every_n_epoch=None,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
+    trainer = cpu_trainer(
+        12,
+        val_every=4,
         callbacks=[checkpoints, ResumeState(), EMAWeights(0.9)],
         plugins=[AtomicCheckpointIO()],
     )
@@ -327,17 +321,7 @@ def test_last_checkpoint_is_rewritten_at_every_validation_even_without_improveme
         2,
         optimizer=partial(torch.optim.SGD, lr=0.0),
     )
-    trainer = pl.Trainer(
-        max_steps=7,
-        val_check_interval=2,
-        check_val_every_n_epoch=None,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=instantiate_group(cfg.callbacks),
-    )
+    trainer = cpu_trainer(7, val_every=2, callbacks=instantiate_group(cfg.callbacks))
     trainer.fit(module, StreamData(100))  # lr 0: the same PSNR at every validation
     assert [p.name for p in sorted(folder.glob("step*.ckpt"))] == [
         Path(trainer.checkpoint_callback.best_model_path).name

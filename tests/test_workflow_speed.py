@@ -9,11 +9,11 @@ import sys
 from functools import partial
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from helpers import cpu_trainer
 from medsr.models import build_model
 from medsr.training import SRModule
 from medsr.training.factory import compile_networks
@@ -42,15 +42,7 @@ def fit_two_steps(compiled: bool, channels_last: bool) -> SRModule:
         {"lr": torch.rand(3, 8, 8, generator=g), "hr": torch.rand(3, 16, 16, generator=g)}
         for _ in range(4)
     ]
-    trainer = pl.Trainer(
-        max_steps=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-    )
+    trainer = cpu_trainer(2)
     trainer.fit(module, DataLoader(data, batch_size=2))
     return module
 
