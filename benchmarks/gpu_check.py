@@ -76,35 +76,13 @@ MARGIN = 8  # seconds kept for the report
 
 # -- the plan ------------------------------------------------------------------------------------
 def train_rows(models: list[str], dry: bool) -> list[dict]:
-    rows = []
-    for precision in PRECISIONS:
-        for m in models:
-            rows.append(
-                {
-                    "id": f"train/{m}/{precision}/eager",
-                    "kind": "eager",
-                    "model": m,
-                    "precision": precision,
-                }
-            )
-            rows.append(
-                {
-                    "id": f"train/{m}/{precision}/baseline",
-                    "kind": "baseline",
-                    "model": m,
-                    "precision": precision,
-                }
-            )
-    for precision in PRECISIONS:
-        for m in models:
-            rows.append(
-                {
-                    "id": f"train/{m}/{precision}/compiled",
-                    "kind": "compiled",
-                    "model": m,
-                    "precision": precision,
-                }
-            )
+    def row(model: str, precision: str, kind: str) -> dict:
+        return {"id": f"train/{model}/{precision}/{kind}", "kind": kind, "model": model,
+                "precision": precision}  # fmt: skip
+
+    # Eager and baseline side by side first, the compiled runs (slow to start) after them.
+    rows = [row(m, p, k) for p in PRECISIONS for m in models for k in ("eager", "baseline")]
+    rows += [row(m, p, "compiled") for p in PRECISIONS for m in models]
     if dry:  # each code path once: every model eager, every precision and step kind on EDSR
         rows = [r for r in rows if (r["model"] == "edsr" and (r["kind"] != "compiled" or r["precision"] == "32-true"))
                 or (r["precision"] == "32-true" and (r["kind"] == "eager" or r["model"] == "esrgan" and r["kind"] == "baseline"))]  # fmt: skip
