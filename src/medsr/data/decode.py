@@ -10,7 +10,7 @@ import numpy as np
 from medsr.data.convert import as_uint8, to_rgb
 from medsr.data.fov import fov_mask, load_mask
 from medsr.data.image_io import UnreadableImageError, image_info, read_image
-from medsr.data.medical_sources import SliceRecord, read_slice, scan
+from medsr.data.medical_sources import SliceRecord, read_slice
 from medsr.data.sources import ImageRecord
 from medsr.errors import DataError
 
@@ -52,10 +52,9 @@ def too_small(path: object, shape: tuple[int, int], patch_size: int) -> DataErro
 
 
 def record_size(record: ImageRecord) -> tuple[int, int]:
-    """``(height, width)`` of a record from its header alone (a medical slice: its file's)."""
+    """``(height, width)`` of a record from its header alone (a medical slice: listed with it)."""
     if isinstance(record, SliceRecord):
-        meta = scan(record.path, record.kind, record.axis)
-        return meta.extra["rows"], meta.extra["columns"]
+        return record.size
     return image_info(record.path)[:2]
 
 

@@ -29,7 +29,8 @@ SPLITS = ("train", "val", "test")
 @dataclass(frozen=True)
 class SliceRecord(ImageRecord):
     """One 2-D image of a medical file: frame/slice ``index`` (along NIfTI ``axis``), read into
-    the data set's common stored range (``bits``, ``signed``)."""
+    the data set's common stored range (``bits``, ``signed``); ``size`` ``(rows, columns)`` from
+    the header, so size checks read no file again."""
 
     index: int = 0
     axis: int = 2
@@ -37,6 +38,7 @@ class SliceRecord(ImageRecord):
     group: str = ""
     bits: int = 16
     signed: bool = False
+    size: tuple[int, int] = (0, 0)
 
     @property
     def stored(self) -> StoredRange:
@@ -162,6 +164,7 @@ def slice_records(
             group=group,
             bits=stored.bits,
             signed=stored.signed,
+            size=(meta.extra["rows"], meta.extra["columns"]),
         )  # fmt: skip
         for i in range(n)
     ]
